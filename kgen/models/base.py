@@ -1,0 +1,114 @@
+"""The phased model: networks + an ordered list of training phases.
+
+A model file subclasses :class:`PhasedModel`, builds its networks in
+``__init__`` and returns its phases from ``training_phases()``. The backend
+shell (``kgen.backend.PhasedTrainer``) runs them in ``train_step`` and
+``test_step``; nothing here names tensorflow, jax or torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import keras
+
+from kgen.backend import PhasedTrainer
+from kgen.backend.common import Phase, PhaseOptimizers
+
+__all__ = ["Option", "Phase", "PhasedModel"]
+
+DATA_RANGES = ("unit", "symmetric", "real")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A model hyperparameter, shown by ``kgen list`` and settable as ``--name value``."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple | None = None
+    minimum: float | None = None
+
+    def parse(self, raw: Any) -> Any:
+        """Convert and validate a value; raises ValueError with a user-facing message."""
+        flag = "--" + self.name.replace("_", "-")
+        if raw is None and self.default is None:
+            return None  # "auto": the model derives it from other options
+        try:
+            if self.type is bool and isinstance(raw, str):
+                if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError
+                value = raw.lower() in ("1", "true", "yes")
+            else:
+                value = self.type(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"{flag} expects a {self.type.__name__}, got {raw!r}") from None
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"{flag} must be one of {', '.join(map(str, self.choices))}, got {raw!r}")
+        if self.minimum is not None and value < self.minimum:
+            raise ValueError(f"{flag} must be >= {self.minimum}, got {raw!r}")
+        return value
+
+
+class PhasedModel(PhasedTrainer):
+    """Base of every kgen model.
+
+    Subclasses set ``model_name``, ``description``, ``options`` (their
+    hyperparameters), ``metric_names`` (what the phases log; ``loss`` first)
+    and ``data_range`` (the input scaling they want: ``unit`` = [0, 1],
+    ``symmetric`` = [-1, 1]), and implement ``training_phases()``.
+    """
+
+    model_name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
+    data_range: ClassVar[str] = "unit"
+
+    def __init__(self, input_shape: tuple[int, ...], seed: int | None = None, **kwargs):
+        super().__init__(name=kwargs.pop("name", self.model_name))
+        unknown = set(kwargs) - {o.name for o in self.options}
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unknown options: {sorted(unknown)}")
+        self.data_shape = tuple(int(d) for d in input_shape)
+        self.seed = seed
+        self.hparams = {o.name: o.parse(kwargs.get(o.name, o.default)) for o in self.options}
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self._init_trackers()
+
+    # -- training -----------------------------------------------------------
+    def training_phases(self) -> list[Phase]:
+        raise NotImplementedError
+
+    def default_optimizers(self, learning_rate: float) -> dict[str, keras.optimizers.Optimizer]:
+        """One Adam per optimizer key used by the phases."""
+        keys = dict.fromkeys(p.optimizer for p in self.phases)
+        return {key: keras.optimizers.Adam(learning_rate) for key in keys}
+
+    def compile(self, learning_rate: float = 1e-3, optimizers: dict | None = None, **kwargs) -> None:
+        """Give every phase its optimizer (``optimizers`` maps phase optimizer keys to optimizers)."""
+        optimizers = optimizers or self.default_optimizers(learning_rate)
+        container = optimizers if isinstance(optimizers, PhaseOptimizers) else PhaseOptimizers(optimizers)
+        self._learning_rate = learning_rate
+        super().compile(optimizer=container, **kwargs)
+        container.build_phases(self.phases)
+
+    def get_compile_config(self) -> dict:
+        return {"learning_rate": getattr(self, "_learning_rate", 1e-3)}
+
+    def compile_from_config(self, config: dict) -> None:
+        self.compile(**config)
+
+    @property
+    def phase_optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
+        return self.optimizer.phase_optimizers
+
+    # -- serialization --------------------------------------------------------
+    def get_config(self) -> dict:
+        return {"input_shape": list(self.data_shape), "seed": self.seed, **self.hparams}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "PhasedModel":
+        return cls(**config)

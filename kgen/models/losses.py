@@ -1,0 +1,43 @@
+"""Likelihood and divergence terms shared by the models, in keras.ops.
+
+Every function returns one value per example (summed over all data
+dimensions, in nats); models average over the batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+from keras import ops
+
+
+def _sum_per_example(values):
+    return ops.sum(ops.reshape(values, (ops.shape(values)[0], -1)), axis=-1)
+
+
+def bernoulli_nll(x, logits):
+    """-log Bernoulli(x | sigmoid(logits)), the binary cross-entropy.
+
+    Stable form: max(l, 0) - l*x + log(1 + exp(-|l|)).
+    """
+    values = ops.relu(logits) - logits * x + ops.log1p(ops.exp(-ops.abs(logits)))
+    return _sum_per_example(values)
+
+
+def gaussian_nll(x, mean, log_sigma):
+    """-log N(x | mean, sigma^2) = 0.5*((x-mean)/sigma)^2 + log sigma + 0.5*log(2*pi)."""
+    values = 0.5 * ops.square((x - mean) * ops.exp(-log_sigma)) + log_sigma + 0.5 * math.log(2 * math.pi)
+    return _sum_per_example(values)
+
+
+def squared_error(x, x_hat):
+    """||x - x_hat||^2 per example (the AE's MSE loss, summed over dimensions)."""
+    return _sum_per_example(ops.square(x - x_hat))
+
+
+def gaussian_kl(mean, log_var):
+    """KL(N(mean, diag(exp(log_var))) || N(0, I)) in closed form.
+
+    Kingma & Welling (2014), Appendix B: -0.5 * sum(1 + log_var - mean^2 - exp(log_var)).
+    """
+    return -0.5 * ops.sum(1.0 + log_var - ops.square(mean) - ops.exp(log_var), axis=-1)

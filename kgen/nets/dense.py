@@ -1,0 +1,24 @@
+"""Multi-layer perceptrons over flattened data."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers
+
+
+def dense_encoder(input_shape: tuple[int, ...], outputs: int, hidden: int, name: str = "encoder") -> keras.Model:
+    """x -> Flatten -> Dense(hidden, relu) -> Dense(outputs)."""
+    x = keras.Input(shape=input_shape)
+    h = layers.Flatten()(x)
+    h = layers.Dense(hidden, activation="relu")(h)
+    return keras.Model(x, layers.Dense(outputs)(h), name=name)
+
+
+def dense_decoder(latent_dim: int, output_shape: tuple[int, ...], hidden: int, name: str = "decoder") -> keras.Model:
+    """z -> Dense(hidden, relu) -> Dense(prod(shape)) -> Reshape(shape); linear output."""
+    z = keras.Input(shape=(latent_dim,))
+    h = layers.Dense(hidden, activation="relu")(z)
+    h = layers.Dense(math.prod(output_shape))(h)
+    return keras.Model(z, layers.Reshape(output_shape)(h), name=name)
