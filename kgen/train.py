@@ -1,0 +1,179 @@
+"""`kgen train` as a library function: config -> data -> model -> fit -> run directory."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import keras
+
+import kgen
+from kgen import callbacks as kgen_callbacks
+from kgen import data as kgen_data
+from kgen.models import get_model_class
+from kgen.runs import Run, RunError, create_run_dir
+
+# jit_compile per backend when the user does not choose (see benchmarks/train_throughput.py).
+DEFAULT_JIT = {"tensorflow": False, "jax": True, "torch": False}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf; the run keeps its last good checkpoint."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as the run's config.json."""
+
+    model: str
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+    seed: int = 0
+    binarize: bool = False
+    jit: bool | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise ValueError with a user-facing message for impossible settings."""
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("steps_per_epoch", "validation_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"--learning-rate must be > 0, got {self.learning_rate}")
+        cls = get_model_class(self.model)
+        options = {o.name: o for o in cls.options}
+        for name, value in self.model_options.items():
+            if name not in options or name == "data_range":
+                valid = ", ".join("--" + o.replace("_", "-") for o in options if o != "data_range")
+                raise ValueError(f"model '{self.model}' has no option --{name.replace('_', '-')}; its options: {valid}")
+            self.model_options[name] = options[name].parse(value)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known - {"backend", "kgen_version", "data_source", "data_range", "input_shape"}
+        if unknown:
+            raise ValueError(f"unknown keys in config: {', '.join(sorted(unknown))}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def build_model(config: TrainConfig, input_shape, data_range: str):
+    cls = get_model_class(config.model)
+    model = cls(tuple(input_shape), seed=config.seed, data_range=data_range, **config.model_options)
+    jit = DEFAULT_JIT[keras.backend.backend()] if config.jit is None else config.jit
+    model.compile(learning_rate=config.learning_rate, jit_compile=jit)
+    return model
+
+
+def _pipelines(config: TrainConfig, data, data_range: str):
+    train = kgen_data.pipeline(
+        data.train, config.batch_size, data_range, data.dtype, binarize=config.binarize,
+        repeat=config.steps_per_epoch is not None, seed=config.seed,
+    )
+    test = None
+    if data.test is not None:
+        test = kgen_data.pipeline(data.test, config.batch_size, data_range, data.dtype, binarize=config.binarize, shuffle=False)
+    return train, test
+
+
+def train(
+    config: TrainConfig | None = None,
+    run_dir: str | None = None,
+    resume: str | None = None,
+    runs_root: str | Path = "runs",
+    verbose: int | str = "auto",
+    extra_callbacks: list | None = None,
+) -> Run:
+    """Train a model and return its run. ``resume`` continues a run from its last checkpoint.
+
+    When resuming, ``config`` may raise ``epochs``; everything else comes from the run.
+    """
+    if resume is not None:
+        run = Run.open(resume)
+        saved = run.config()
+        resumed = TrainConfig.from_dict(saved)
+        if config is not None:
+            resumed.epochs = config.epochs
+        config = resumed
+        checkpoint = run.latest_checkpoint()
+        initial_epoch = checkpoint[0] if checkpoint else 0
+        if initial_epoch >= config.epochs:
+            print(f"[kgen] {run.path} already completed {initial_epoch} of {config.epochs} epochs; "
+                  "pass a larger --epochs to continue", file=sys.stderr)
+            return run
+    config.validate()
+    keras.utils.set_random_seed(config.seed)
+    data = kgen_data.load_dataset(config.dataset, config.data_dir)
+    cls = get_model_class(config.model)
+    data_range = kgen_data.data_range_for(data, cls.data_range)
+    model = build_model(config, data.shape, data_range)
+
+    if resume is None:
+        run = Run(create_run_dir(config.model, config.dataset, run_dir, runs_root))
+        initial_epoch, checkpoint = 0, None
+        run.write_config({
+            **asdict(config), "backend": keras.backend.backend(), "kgen_version": kgen.__version__,
+            "data_source": data.source, "data_range": data_range, "input_shape": list(data.shape),
+        })
+    elif checkpoint is not None:
+        model.load_weights(checkpoint[1])
+        print(f"[kgen] resuming {run.path} after epoch {initial_epoch}", file=sys.stderr)
+
+    train_ds, test_ds = _pipelines(config, data, data_range)
+    grid_source = data.test if data.test is not None else data.train
+    grid_batch = kgen_data.pipeline(grid_source.take(16), 16, data_range, data.dtype, shuffle=False)
+    grid_inputs = next(iter(grid_batch))[0].numpy()
+    nan_guard = kgen_callbacks.NaNGuard()
+    callbacks = [
+        nan_guard,
+        kgen_callbacks.Checkpoint(run, nan_guard),
+        keras.callbacks.TensorBoard(log_dir=str(run.log_dir), write_graph=False),
+        kgen_callbacks.ImageGrids(run.log_dir / "images", run.samples_dir, inputs=grid_inputs),
+        *(extra_callbacks or []),
+    ]
+    model.fit(
+        train_ds,
+        epochs=config.epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=config.steps_per_epoch,
+        validation_data=test_ds,
+        validation_steps=config.validation_steps,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    if nan_guard.failed_at is not None:
+        epoch, batch = nan_guard.failed_at
+        last = run.latest_checkpoint()
+        kept = f"the last good checkpoint (epoch {last[0]}) is kept" if last else "no epoch completed, nothing was saved"
+        raise TrainingDiverged(
+            f"loss became NaN/inf in epoch {epoch}" + (f", batch {batch}" if batch else "")
+            + f"; training stopped, {kept} in {run.path}; try a lower --learning-rate"
+        )
+    if test_ds is not None:
+        results = model.evaluate(test_ds, steps=config.validation_steps, verbose=0, return_dict=True)
+        run.record_final(results)
+    return run
+
+
+def load_model(run: str | Path) -> keras.Model:
+    """The model of a run (after its last completed epoch), under the current backend."""
+    import kgen.models  # noqa: F401 - registers the classes for deserialisation
+
+    run = Run.open(run)
+    if not run.model_path.is_file():
+        raise RunError(f"{run.path} has no model.keras yet (no epoch completed)")
+    try:
+        return keras.models.load_model(run.model_path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - a broken archive is a user-facing error
+        raise RunError(f"{run.model_path} cannot be loaded ({type(exc).__name__}: {exc})") from None
