@@ -20,19 +20,21 @@ def bernoulli_nll(x, logits):
 
     Stable form: max(l, 0) - l*x + log(1 + exp(-|l|)).
     """
+    x, logits = ops.convert_to_tensor(x), ops.convert_to_tensor(logits)
     values = ops.relu(logits) - logits * x + ops.log1p(ops.exp(-ops.abs(logits)))
     return _sum_per_example(values)
 
 
 def gaussian_nll(x, mean, log_sigma):
     """-log N(x | mean, sigma^2) = 0.5*((x-mean)/sigma)^2 + log sigma + 0.5*log(2*pi)."""
+    x, mean, log_sigma = (ops.convert_to_tensor(v, "float32") for v in (x, mean, log_sigma))
     values = 0.5 * ops.square((x - mean) * ops.exp(-log_sigma)) + log_sigma + 0.5 * math.log(2 * math.pi)
     return _sum_per_example(values)
 
 
 def squared_error(x, x_hat):
     """||x - x_hat||^2 per example (the AE's MSE loss, summed over dimensions)."""
-    return _sum_per_example(ops.square(x - x_hat))
+    return _sum_per_example(ops.square(ops.convert_to_tensor(x) - ops.convert_to_tensor(x_hat)))
 
 
 def gaussian_kl(mean, log_var):
@@ -40,4 +42,5 @@ def gaussian_kl(mean, log_var):
 
     Kingma & Welling (2014), Appendix B: -0.5 * sum(1 + log_var - mean^2 - exp(log_var)).
     """
+    mean, log_var = ops.convert_to_tensor(mean), ops.convert_to_tensor(log_var)
     return -0.5 * ops.sum(1.0 + log_var - ops.square(mean) - ops.exp(log_var), axis=-1)

@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make demo` and `make test` (both create .venv when missing).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BACKENDS := tensorflow jax torch
+DEMO_EPOCHS ?= 10
+
+.PHONY: setup demo test bench clean-venv
+
+setup: $(VENV)/.installed
+
+# torch first: `pip install torch==2.13.0` takes the local CPU build where one is provided.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(VENV)/bin/kgen train vae --dataset mnist --epochs $(DEMO_EPOCHS)
+
+# The whole suite once per Keras backend; stops at the first backend that fails.
+test: setup
+	@set -e; for backend in $(BACKENDS); do \
+		echo "=== pytest on KERAS_BACKEND=$$backend"; \
+		KERAS_BACKEND=$$backend $(PY) -m pytest -q $(PYTEST_ARGS); \
+	done
+
+bench: setup
+	$(PY) benchmarks/train_throughput.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""The `kgen` command line: a thin Typer layer over the kgen library."""

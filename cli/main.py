@@ -1,0 +1,248 @@
+"""`kgen` command line. Parses, validates, calls kgen, and turns errors into one line.
+
+Keras is imported only inside commands, after ``--backend`` has set
+KERAS_BACKEND. Usage errors exit with 2, failures during training with 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+import kgen
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the CLI
+
+app = typer.Typer(
+    name="kgen",
+    help="Train autoencoders, VAEs, GANs, adversarial autoencoders and RBMs with Keras 3.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+TRAIN_FIELDS = ("dataset", "data_dir", "epochs", "batch_size", "learning_rate", "steps_per_epoch",
+                "validation_steps", "seed", "binarize", "jit")
+
+
+class UsageError(Exception):
+    """Bad input from the user: one line on stderr, exit 2."""
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"kgen: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def run_guarded(fn, *args, **kwargs):
+    """Call into the library; user-facing errors become one line and an exit code."""
+    from kgen.data import DataError
+    from kgen.runs import RunError
+
+    try:
+        return fn(*args, **kwargs)
+    except (UsageError, DataError, RunError, ValueError) as exc:
+        fail(str(exc), 2)
+    except RuntimeError as exc:  # TrainingDiverged and other failures while running
+        fail(str(exc), 1)
+    except KeyboardInterrupt:
+        fail("interrupted; resume with `kgen train --resume RUN`", 130)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"kgen {kgen.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    backend: Optional[str] = typer.Option(
+        None, "--backend", "-b", help="Keras backend: tensorflow, jax or torch (default: $KERAS_BACKEND, else tensorflow)."
+    ),
+    version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True, help="Print the version."),
+) -> None:
+    if backend is not None:
+        try:
+            kgen.set_backend(backend)
+        except (ValueError, RuntimeError) as exc:
+            fail(str(exc))
+
+
+def parse_model_options(tokens: list[str], model: str) -> dict[str, Any]:
+    """`--beta 4 --decoder=gaussian --flag` -> {"beta": "4", "decoder": "gaussian", "flag": True}."""
+    options: dict[str, Any] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--"):
+            raise UsageError(f"unexpected argument '{token}' (model options look like --name value)")
+        name, _, value = token[2:].partition("=")
+        if not value:
+            if i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
+                value = tokens[i + 1]
+                i += 1
+            else:
+                value = "false" if name.startswith("no-") else "true"
+                name = name[3:] if name.startswith("no-") else name
+        options[name.replace("-", "_")] = value
+        i += 1
+    return options
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    help="Train MODEL (see `kgen list`) and write a run directory. Model options (e.g. --beta 4 for vae) "
+    "follow the model name; `kgen list` shows each model's options and defaults.",
+)
+def train(
+    ctx: typer.Context,
+    model: Optional[str] = typer.Argument(None, help="Model name, e.g. vae or ae (`kgen list`)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="TFDS name (mnist, fashion_mnist, cifar10, ...), IDX folder, image folder or .npz. [default: mnist]"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="TFDS data directory. [default: ~/tensorflow_datasets]"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Number of epochs. [default: 10]"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size. [default: 128]"),
+    latent_dim: Optional[int] = typer.Option(None, "--latent-dim", help="Latent size (model default: `kgen list`)."),
+    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", "--lr", help="Adam learning rate. [default: 0.001]"),
+    steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", help="Batches per epoch. [default: one pass]"),
+    validation_steps: Optional[int] = typer.Option(None, "--validation-steps", help="Test batches per validation. [default: all]"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed. [default: 0]"),
+    binarize: Optional[bool] = typer.Option(None, "--binarize/--no-binarize", help="Dynamic binarization of [0,1] images."),
+    jit: Optional[bool] = typer.Option(None, "--jit/--no-jit", help="XLA / torch.compile (default: fastest measured per backend)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (must not exist). [default: runs/<model>-<dataset>-<time>]"),
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON config (e.g. a run's config.json); options given here override it."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run from its last checkpoint (--epochs may raise the total)."),
+) -> None:
+    from kgen.train import TrainConfig
+    from kgen.train import train as train_model
+
+    given = {k: v for k, v in dict(
+        dataset=dataset, data_dir=data_dir, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        steps_per_epoch=steps_per_epoch, validation_steps=validation_steps, seed=seed, binarize=binarize, jit=jit,
+    ).items() if v is not None}
+
+    def build_config() -> TrainConfig | None:
+        if resume is not None:
+            if ctx.args or model is not None or set(given) - {"epochs"}:
+                raise UsageError("--resume takes the run's own settings; only --epochs may be given with it")
+            return TrainConfig(model="", **given) if "epochs" in given else None
+        base: dict[str, Any] = {}
+        if config is not None:
+            try:
+                base = json.loads(Path(config).read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise UsageError(f"cannot read config {config}: {exc}") from None
+        name = model or base.get("model")
+        if not name:
+            raise UsageError("name a model (e.g. `kgen train vae`) or give --config; `kgen list` shows the models")
+        from kgen.models import get_model_class
+
+        get_model_class(name)  # unknown model -> ValueError listing valid names
+        options = dict(base.get("model_options", {}))
+        if base.get("model") not in (None, name):
+            options = {}
+        options.update(parse_model_options(list(ctx.args), name))
+        if latent_dim is not None:
+            options["latent_dim"] = latent_dim
+        merged = {k: v for k, v in base.items() if k in TRAIN_FIELDS}
+        merged.update(given)
+        return TrainConfig.from_dict({**merged, "model": name, "model_options": options})
+
+    train_config = run_guarded(build_config)
+    if train_config is not None and resume is None:
+        run_guarded(train_config.validate)
+    run = run_guarded(
+        train_model, train_config, run_dir=str(run_dir) if run_dir else None,
+        resume=str(resume) if resume else None, verbose="auto",
+    )
+    metrics = run.metrics().get("final", {})
+    if metrics:
+        typer.echo("test: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+    typer.echo(f"run directory: {run.path}")
+    typer.echo(f"samples:       {run.samples_dir}")
+    typer.echo(f"tensorboard --logdir {run.log_dir}")
+
+
+@app.command("list", help="List the models with their options and defaults.")
+def list_models() -> None:
+    from kgen.models import MODELS
+    from kgen.train import TrainConfig
+
+    for name, cls in MODELS.items():
+        typer.echo(f"{name}: {cls.description}")
+        for opt in cls.options:
+            if opt.name == "data_range":
+                continue
+            default = "auto" if opt.default is None else opt.default
+            choices = f" {{{'|'.join(map(str, opt.choices))}}}" if opt.choices else ""
+            typer.echo(f"    --{opt.name.replace('_', '-'):<14} {opt.type.__name__}{choices}  default {default}  {opt.help}")
+        typer.echo("")
+    defaults = TrainConfig(model="")
+    typer.echo("training options (every model): " + ", ".join(
+        f"--{f.replace('_', '-')} {getattr(defaults, f)}" for f in TRAIN_FIELDS if f not in ("data_dir",)
+    ))
+
+
+@app.command(help="Draw samples from a trained generative model and save them as a PNG grid.")
+def sample(
+    run: Path = typer.Argument(..., help="Run directory."),
+    n: int = typer.Option(64, "--n", "-n", help="Number of samples."),
+    out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="Output PNG file."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same samples)."),
+) -> None:
+    def draw() -> Path:
+        if n < 1:
+            raise UsageError(f"--n must be >= 1, got {n}")
+        if out.suffix.lower() != ".png":
+            raise UsageError(f"--out must be a .png file, got {out}")
+        if out.is_dir():
+            raise UsageError(f"--out {out} is a directory")
+        from keras import ops
+
+        from kgen import images
+        from kgen.train import load_model
+
+        model = load_model(run)
+        if not hasattr(model, "sample"):
+            raise UsageError(f"model '{model.model_name}' in {run} cannot sample (it has no prior); try a vae")
+        shown = images.to_display(ops.convert_to_numpy(model.sample(n, seed=seed)), model.hparams["data_range"])
+        if shown is None:
+            raise UsageError(f"samples of shape {model.data_shape} are not images")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return images.save_png(images.grid(shown), out)
+
+    path = run_guarded(draw)
+    typer.echo(f"wrote {n} samples to {path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: click's own usage errors also become one line, exit 2."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="kgen", standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("kgen: aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        # click's parse errors (vendored by typer) carry format_message() and exit_code 2.
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `kgen`: show the help
+            typer.echo(exc.format_message())
+            sys.exit(0)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `kgen {ctx.info_name} --help`)" if ctx is not None and ctx.info_name != "kgen" else ""
+        typer.echo(f"kgen: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

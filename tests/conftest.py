@@ -1,0 +1,65 @@
+"""Shared fixtures. The suite runs once per backend: KERAS_BACKEND=tensorflow|jax|torch."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ["KGEN_OFFLINE"] = "1"  # never try to download; fallbacks are what we test
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+
+BACKEND = keras.backend.backend()
+ROOT = Path(__file__).resolve().parents[1]
+OTHER_BACKEND = {"tensorflow": "jax", "jax": "torch", "torch": "tensorflow"}[BACKEND]
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """IDX: two zero bytes, type code, ndim, big-endian int32 dims, big-endian data."""
+    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D}
+    header = bytes([0, 0, codes[array.dtype], array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape)
+    data = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb") as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
+
+
+def digit_like_images(n: int, size: int = 28, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Small structured uint8 images (a bright bar whose position is the class) and labels."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    images = (rng.random((n, size, size)) * 40).astype(np.uint8)
+    for i, label in enumerate(labels):
+        row = 2 + int(label) * (size - 4) // 10
+        images[i, row : row + 2, 4 : size - 4] = 255
+    return images, labels.astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def idx_folder(tmp_path_factory) -> Path:
+    """A tiny MNIST-format dataset: gzipped IDX train/test images and labels."""
+    folder = tmp_path_factory.mktemp("idx")
+    x, y = digit_like_images(160)
+    xt, yt = digit_like_images(40, seed=1)
+    write_idx(folder / "train-images-idx3-ubyte.gz", x)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", y)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", xt)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", yt)
+    return folder
+
+
+def run_kgen(*args: str, env: dict | None = None, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """The real `kgen` console script in a subprocess."""
+    kgen = Path(sys.executable).with_name("kgen")
+    full_env = {**os.environ, "KERAS_BACKEND": BACKEND, **(env or {})}
+    return subprocess.run([str(kgen), *args], capture_output=True, text=True, env=full_env, timeout=timeout, **kwargs)

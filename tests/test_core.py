@@ -1,0 +1,149 @@
+"""The phased training core on this backend: phases, optimizer state, input gradients."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from keras import layers, ops
+
+from kgen.backend import input_gradient
+from kgen.models.base import Phase, PhasedModel
+
+
+class TwoPhaseToy(PhasedModel):
+    """Phase "a" updates net_a (3 times per batch), phase "b" updates net_b once.
+
+    net_a holds BatchNorm statistics and phase "b" draws noise from the model's
+    seed generator, so the JAX step must also carry non-trainable state.
+    """
+
+    model_name = "toy"
+    metric_names = ("loss", "loss_b")
+
+    def __init__(self, input_shape=(4,), **kwargs):
+        super().__init__(input_shape, **kwargs)
+        self.net_a = keras.Sequential([keras.Input(input_shape), layers.Dense(3), layers.BatchNormalization(), layers.Dense(1)])
+        self.net_b = keras.Sequential([keras.Input(input_shape), layers.Dense(1)])
+        self.built = True
+
+    def call(self, x):
+        return self.net_a(x) + self.net_b(x)
+
+    def loss_a(self, data, training):
+        x, y = data
+        loss = ops.mean(ops.square(self.net_a(x, training=training)[:, 0] - y))
+        return loss, {"loss": loss}
+
+    def loss_b(self, data, training):
+        x, y = data
+        noise = keras.random.normal(ops.shape(y), seed=self.seed_generator) * 0.01
+        loss = ops.mean(ops.square(self.net_b(x, training=training)[:, 0] - y + noise))
+        return loss, {"loss_b": loss}
+
+    def training_phases(self):
+        return [
+            Phase("a", self.loss_a, self.net_a.trainable_variables, "opt_a", repeats=3),
+            Phase("b", self.loss_b, self.net_b.trainable_variables, "opt_b"),
+        ]
+
+
+def toy_data(n=64):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 4)).astype("float32")
+    y = (x @ np.array([1.0, -2.0, 0.5, 3.0]) + 1.0).astype("float32")
+    return x, y
+
+
+def values(variables):
+    return [ops.convert_to_numpy(v).copy() for v in variables]
+
+
+def test_each_optimizer_steps_batches_times_repeats():
+    x, y = toy_data()
+    model = TwoPhaseToy(seed=0)
+    model.compile(learning_rate=0.01)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0)  # 4 batches x 2 epochs
+    opt = model.phase_optimizers
+    assert int(ops.convert_to_numpy(opt["opt_a"].iterations)) == 8 * 3
+    assert int(ops.convert_to_numpy(opt["opt_b"].iterations)) == 8
+    assert int(ops.convert_to_numpy(model.optimizer.iterations)) == 8
+
+
+@pytest.mark.parametrize("frozen", ["a", "b"])
+def test_phase_updates_only_its_variables(frozen):
+    # The frozen phase's optimizer has learning rate 0: its network may change
+    # only if the other phase wrongly updates it.
+    x, y = toy_data(32)
+    model = TwoPhaseToy(seed=0)
+    rates = {"opt_a": 0.1, "opt_b": 0.1, f"opt_{frozen}": 0.0}
+    model.compile(optimizers={k: keras.optimizers.SGD(v) for k, v in rates.items()})
+    nets = {"a": model.net_a, "b": model.net_b}
+    moving = "b" if frozen == "a" else "a"
+    before = {k: values(n.trainable_variables) for k, n in nets.items()}
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    after = {k: values(n.trainable_variables) for k, n in nets.items()}
+    assert all(np.array_equal(b, a) for b, a in zip(before[frozen], after[frozen]))
+    assert not all(np.array_equal(b, a) for b, a in zip(before[moving], after[moving]))
+
+
+def test_state_is_carried_batchnorm_and_seed_generator():
+    x, y = toy_data()
+    model = TwoPhaseToy(seed=0)
+    model.compile(learning_rate=0.01)
+    bn = model.net_a.layers[1]
+    mean_before = values([bn.moving_mean])[0]
+    seed_before = values([model.seed_generator.state])[0]
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert not np.allclose(values([bn.moving_mean])[0], mean_before)
+    assert not np.array_equal(values([model.seed_generator.state])[0], seed_before)
+
+
+def test_loss_falls_and_evaluate_runs_the_phases_without_gradients():
+    x, y = toy_data()
+    model = TwoPhaseToy(seed=0)
+    model.compile(learning_rate=0.05)
+    first = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(first) == {"loss", "loss_b"}
+    weights = values(model.trainable_variables)
+    again = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert all(np.array_equal(a, b) for a, b in zip(weights, values(model.trainable_variables)))
+    assert again["loss"] == pytest.approx(first["loss"], rel=1e-5)
+    history = model.fit(x, y, batch_size=16, epochs=5, verbose=0, validation_data=(x, y))
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert "val_loss" in history.history and "val_loss_b" in history.history
+
+
+# -- input_gradient ------------------------------------------------------------------
+W = np.array([[0.3, -1.2, 0.5], [0.8, 0.1, -0.4], [-0.6, 0.9, 0.2], [0.05, -0.3, 1.1]])
+
+
+def f_numpy(x):
+    return np.sum(np.tanh(x @ W) ** 2)
+
+
+def f_keras(x):
+    return ops.sum(ops.square(ops.tanh(ops.matmul(x, ops.convert_to_tensor(W.astype("float32"))))))
+
+
+def test_input_gradient_matches_finite_differences():
+    x = np.random.default_rng(1).normal(size=(5, 4))
+    grad = ops.convert_to_numpy(input_gradient(f_keras, ops.convert_to_tensor(x.astype("float32"))))
+    eps = 1e-6
+    numeric = np.zeros_like(x)
+    for idx in np.ndindex(*x.shape):
+        step = np.zeros_like(x)
+        step[idx] = eps
+        numeric[idx] = (f_numpy(x + step) - f_numpy(x - step)) / (2 * eps)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-5)
+
+
+def test_input_gradient_is_differentiable_again():
+    # f = sum(x^3): grad = 3x^2; sum(grad) = sum(3x^2) has gradient 6x.
+    x = ops.convert_to_tensor(np.linspace(-1.0, 2.0, 6, dtype="float32").reshape(2, 3))
+
+    def sum_of_gradient(v):
+        return ops.sum(input_gradient(lambda u: ops.sum(u**3), v))
+
+    second = ops.convert_to_numpy(input_gradient(sum_of_gradient, x))
+    np.testing.assert_allclose(second, 6 * ops.convert_to_numpy(x), rtol=1e-5)
