@@ -19,8 +19,10 @@ class ImageGrids(keras.callbacks.Callback):
     grids of successive epochs are comparable.
     """
 
-    def __init__(self, log_dir, samples_dir=None, inputs: np.ndarray | None = None, n_samples: int = 64, seed: int = 1234):
+    def __init__(self, log_dir, samples_dir=None, inputs: np.ndarray | None = None, n_samples: int = 64,
+                 seed: int = 1234, nan_guard: "NaNGuard | None" = None):
         super().__init__()
+        self.nan_guard = nan_guard
         self.log_dir, self.samples_dir = str(log_dir), samples_dir
         self.inputs, self.n_samples, self.seed = inputs, n_samples, seed
         self._writer = None  # created lazily: callbacks get deep-copied (KerasTuner)
@@ -42,6 +44,8 @@ class ImageGrids(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
 
+        if self.nan_guard is not None and self.nan_guard.failed_at is not None:
+            return
         grids = self.grids(self.model)
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)

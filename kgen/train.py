@@ -139,7 +139,7 @@ def train(
         nan_guard,
         kgen_callbacks.Checkpoint(run, nan_guard),
         keras.callbacks.TensorBoard(log_dir=str(run.log_dir), write_graph=False),
-        kgen_callbacks.ImageGrids(run.log_dir / "images", run.samples_dir, inputs=grid_inputs),
+        kgen_callbacks.ImageGrids(run.log_dir / "images", run.samples_dir, inputs=grid_inputs, nan_guard=nan_guard),
         *(extra_callbacks or []),
     ]
     model.fit(
@@ -150,6 +150,7 @@ def train(
         validation_data=test_ds,
         validation_steps=config.validation_steps,
         callbacks=callbacks,
+        shuffle=False,  # the tf.data pipeline shuffles
         verbose=verbose,
     )
     if nan_guard.failed_at is not None:
