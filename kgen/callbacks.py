@@ -91,5 +91,7 @@ class Checkpoint(keras.callbacks.Callback):
             self.nan_guard.failed_at = (epoch + 1, 0)
             self.model.stop_training = True
             return
-        self.run.save_checkpoint(self.model, epoch + 1)
+        # Metrics first, checkpoint pointer last: a kill between the two re-runs
+        # this epoch on resume, and record_epoch then replaces its entry.
         self.run.record_epoch(epoch + 1, logs or {})
+        self.run.save_checkpoint(self.model, epoch + 1)
