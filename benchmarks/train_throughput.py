@@ -194,7 +194,8 @@ def measure(name: str, steps: int) -> float:
 
 def run_worker(kind: str, steps: int, jit):
     if kind == "kgen":
-        return worker_kgen(steps if jit is not False or os.environ["KERAS_BACKEND"] != "jax" else max(steps // 6, 5), jit)
+        eager_jax = os.environ["KERAS_BACKEND"] == "jax" and jit is False
+        return worker_kgen(max(steps // 6, 5) if eager_jax else steps, jit)  # eager JAX is slow: fewer steps
     if kind == "tape":
         return worker_keras_io_tape(steps)
     return worker_pytorch(steps)

@@ -132,3 +132,8 @@ class PhasedTrainerBase(keras.Model):
         for phase in self.phases:
             _, metrics = phase.loss(data, False)
             self._update_trackers(metrics)
+
+    def test_step(self, data):
+        """TF and torch (which already runs it under no_grad); the JAX shell overrides it."""
+        self._evaluate_phases(data)
+        return self._tracker_results()

@@ -22,10 +22,6 @@ class PhasedTrainer(PhasedTrainerBase):
         self.optimizer.iterations.assign_add(1)
         return self._tracker_results()
 
-    def test_step(self, data):
-        self._evaluate_phases(data)
-        return self._tracker_results()
-
 
 def input_gradient(fn: Callable, x):
     """d fn(x) / dx for a scalar ``fn``; differentiable again (nested tape)."""

@@ -12,7 +12,7 @@ from keras import ops
 
 from kgen import nets
 from kgen.models import losses
-from kgen.models.base import Option, Phase, PhasedModel
+from kgen.models.base import Option, Phase, PhasedModel, batch_inputs
 
 
 @keras.saving.register_keras_serializable(package="kgen")
@@ -83,7 +83,7 @@ class AE(PhasedModel):
 
     # -- training -------------------------------------------------------------
     def reconstruction_loss(self, data, training: bool):
-        x = data[0] if isinstance(data, (tuple, list)) else data
+        x = batch_inputs(data)
         logits = self.decoder(self.encode(x, training), training=training)
         loss = ops.mean(self.reconstruction_nll(x, logits))
         return loss, {"loss": loss}

@@ -16,7 +16,7 @@ import keras
 from kgen.backend import PhasedTrainer
 from kgen.backend.common import Phase, PhaseOptimizers
 
-__all__ = ["Option", "Phase", "PhasedModel"]
+__all__ = ["Option", "Phase", "PhasedModel", "batch_inputs"]
 
 DATA_RANGES = ("unit", "symmetric", "real")
 
@@ -51,6 +51,11 @@ class Option:
         if self.minimum is not None and value < self.minimum:
             raise ValueError(f"{flag} must be >= {self.minimum}, got {raw!r}")
         return value
+
+
+def batch_inputs(data):
+    """The images of a batch: pipelines yield (x, label); plain arrays are x alone."""
+    return data[0] if isinstance(data, (tuple, list)) else data
 
 
 class PhasedModel(PhasedTrainer):

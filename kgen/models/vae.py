@@ -18,7 +18,7 @@ from keras import ops
 
 from kgen.models import losses
 from kgen.models.ae import AE
-from kgen.models.base import Option
+from kgen.models.base import Option, batch_inputs
 
 
 @keras.saving.register_keras_serializable(package="kgen")
@@ -72,7 +72,7 @@ class VAE(AE):
         return losses.gaussian_nll(x, self.output_activation(logits), self.log_sigma)
 
     def reconstruction_loss(self, data, training: bool):
-        x = data[0] if isinstance(data, (tuple, list)) else data
+        x = batch_inputs(data)
         mean, log_var = self.encode(x, training)
         z = self.reparameterize(mean, log_var)
         logits = self.decoder(z, training=training)
