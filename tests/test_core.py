@@ -147,3 +147,41 @@ def test_input_gradient_is_differentiable_again():
 
     second = ops.convert_to_numpy(input_gradient(sum_of_gradient, x))
     np.testing.assert_allclose(second, 6 * ops.convert_to_numpy(x), rtol=1e-5)
+
+
+# -- conv_transpose (custom kernel gradient on JAX) -----------------------------------
+@pytest.mark.parametrize("strides", [1, 2])
+def test_conv_transpose_values_and_gradients_match_keras(strides):
+    from kgen.backend import conv_transpose
+
+    rng = np.random.default_rng(0)
+    x = ops.convert_to_tensor(rng.normal(size=(2, 5, 5, 3)).astype("float32"))
+    w = ops.convert_to_tensor(rng.normal(size=(3, 3, 4, 3)).astype("float32"))  # (kh, kw, out, in)
+    out_shape = (2, 5 * strides, 5 * strides, 4)
+    g = ops.convert_to_tensor(rng.normal(size=out_shape).astype("float32"))
+    options = dict(strides=strides, padding="same")
+
+    def loss(op):  # <g, T(x, w)>, as a function of x and of w
+        return (lambda x_: ops.sum(g * op(x_, w, **options))), (lambda w_: ops.sum(g * op(x, w_, **options)))
+
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(conv_transpose(x, w, **options)),
+        ops.convert_to_numpy(ops.conv_transpose(x, w, **options)), atol=1e-5)
+    for ours, reference, at in zip(loss(conv_transpose), loss(ops.conv_transpose), (x, w)):
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(input_gradient(ours, at)), ops.convert_to_numpy(input_gradient(reference, at)),
+            rtol=1e-4, atol=1e-4)
+
+
+def test_kgen_conv2d_transpose_layer_equals_keras_layer():
+    from kgen.nets.conv import Conv2DTranspose
+
+    x = np.random.default_rng(1).normal(size=(2, 7, 7, 8)).astype("float32")
+    ours = Conv2DTranspose(5, 3, strides=2, padding="same", activation="relu")
+    theirs = layers.Conv2DTranspose(5, 3, strides=2, padding="same", activation="relu")
+    ours.build(x.shape)
+    theirs.build(x.shape)
+    theirs.set_weights([w + 0.1 for w in ours.get_weights()])  # nonzero bias
+    ours.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(ops.convert_to_numpy(ours(x)), ops.convert_to_numpy(theirs(x)), atol=1e-5)
+    assert keras.layers.deserialize(keras.layers.serialize(ours)).__class__ is Conv2DTranspose

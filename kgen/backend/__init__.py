@@ -2,7 +2,8 @@
 
 Each backend has one thin shell (a ``keras.Model`` subclass) that runs a
 model's training phases in ``train_step``/``test_step``, and one
-``input_gradient`` helper. This module picks the pair matching the active
+``input_gradient`` helper, plus ``conv_transpose`` (``keras.ops.conv_transpose``
+with a faster gradient on JAX). This module picks the pair matching the active
 Keras backend, so a model definition written in ``keras.ops`` trains on all
 three.
 """
@@ -15,11 +16,13 @@ _BACKEND = keras.backend.backend()
 
 if _BACKEND == "tensorflow":
     from kgen.backend.tensorflow import PhasedTrainer, input_gradient
+    conv_transpose = keras.ops.conv_transpose
 elif _BACKEND == "jax":
-    from kgen.backend.jax import PhasedTrainer, input_gradient
+    from kgen.backend.jax import PhasedTrainer, conv_transpose, input_gradient
 elif _BACKEND == "torch":
     from kgen.backend.torch import PhasedTrainer, input_gradient
+    conv_transpose = keras.ops.conv_transpose
 else:  # pragma: no cover - keras refuses other values first
     raise ImportError(f"kgen supports the tensorflow, jax and torch backends, not {_BACKEND!r}")
 
-__all__ = ["PhasedTrainer", "input_gradient"]
+__all__ = ["PhasedTrainer", "conv_transpose", "input_gradient"]

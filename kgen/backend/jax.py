@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import keras
 from keras import StatelessScope
 
 from kgen.backend.common import PhasedTrainerBase
@@ -120,3 +121,37 @@ class PhasedTrainer(PhasedTrainerBase):
 def input_gradient(fn: Callable, x):
     """d fn(x) / dx for a scalar ``fn``; differentiable again (jax.grad composes)."""
     return jax.grad(fn)(x)
+
+
+def conv_transpose(inputs, kernel, **options):
+    """``keras.ops.conv_transpose`` with a kernel gradient XLA:CPU runs fast.
+
+    JAX differentiates a strided transposed convolution w.r.t. its kernel as a
+    convolution with lhs dilation, which XLA:CPU has no fast kernel for (about
+    10x slower than the forward pass). The op T(x, w) is linear in x, so with
+    D(g, w) = (dT/dx)^T g (the input gradient, an ordinary strided convolution)
+    we have <g, T(x, w)> = <D(g, w), x>, hence dL/dw = (dD/dw)^T x: the kernel
+    gradient of an ordinary strided convolution. Same values, ~10x less time.
+    """
+
+    def forward(x, w):
+        return keras.ops.conv_transpose(x, w, **options)
+
+    @jax.custom_vjp
+    def op(x, w):
+        return forward(x, w)
+
+    def op_forward(x, w):
+        return forward(x, w), (x, w)
+
+    def op_backward(residuals, g):
+        x, w = residuals
+
+        def input_grad(w_):  # D(g, w_)
+            return jax.vjp(lambda x_: forward(x_, w_), x)[1](g)[0]
+
+        grad_x, pullback_w = jax.vjp(input_grad, w)
+        return grad_x, pullback_w(x)[0]
+
+    op.defvjp(op_forward, op_backward)
+    return op(keras.ops.convert_to_tensor(inputs), keras.ops.convert_to_tensor(kernel))

@@ -10,6 +10,26 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from kgen.backend import conv_transpose
+
+
+@keras.saving.register_keras_serializable(package="kgen")
+class Conv2DTranspose(layers.Conv2DTranspose):
+    """``keras.layers.Conv2DTranspose`` computed by ``kgen.backend.conv_transpose``.
+
+    Same weights, config and outputs as the Keras layer; on JAX its kernel
+    gradient avoids XLA:CPU's slow lhs-dilated convolution (see the helper).
+    """
+
+    def call(self, inputs):
+        outputs = conv_transpose(
+            inputs, self.kernel, strides=list(self.strides), padding=self.padding,
+            output_padding=self.output_padding, dilation_rate=self.dilation_rate, data_format=self.data_format,
+        )
+        if self.use_bias:
+            outputs = outputs + (self.bias if self.data_format == "channels_last" else keras.ops.reshape(self.bias, (1, -1, 1, 1)))
+        return self.activation(outputs) if self.activation is not None else outputs
+
 
 def conv_encoder(input_shape: tuple[int, ...], outputs: int, hidden: int, name: str = "encoder") -> keras.Model:
     x = keras.Input(shape=input_shape)
@@ -25,6 +45,6 @@ def conv_decoder(latent_dim: int, output_shape: tuple[int, ...], hidden: int, na
     z = keras.Input(shape=(latent_dim,))
     h = layers.Dense((height // 4) * (width // 4) * 64, activation="relu")(z)
     h = layers.Reshape((height // 4, width // 4, 64))(h)
-    h = layers.Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu")(h)
-    h = layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu")(h)
-    return keras.Model(z, layers.Conv2DTranspose(channels, 3, padding="same")(h), name=name)
+    h = Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu")(h)
+    h = Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu")(h)
+    return keras.Model(z, Conv2DTranspose(channels, 3, padding="same")(h), name=name)
