@@ -93,11 +93,11 @@ def test_model_trains_on_mock_tfds_and_loss_falls(name, dataset, options):
 
 
 def test_ae_loss_follows_the_data():
-    assert AE((8,), data_range="unit").loss_kind == "bce"
-    assert AE((8,), data_range="real").loss_kind == "mse"
-    assert AE((8,), data_range="symmetric").loss_kind == "mse"
+    assert AE((8,), latent_dim=4, data_range="unit").loss_kind == "bce"
+    assert AE((8,), latent_dim=4, data_range="real").loss_kind == "mse"
+    assert AE((8,), latent_dim=4, data_range="symmetric").loss_kind == "mse"
     with pytest.raises(ValueError, match="bce needs data"):
-        AE((8,), data_range="real", loss="bce")
+        AE((8,), latent_dim=4, data_range="real", loss="bce")
     with pytest.raises(ValueError, match="Bernoulli decoder"):
         VAE((8,), data_range="real")
     with pytest.raises(ValueError, match="divisible by 4"):

@@ -1,11 +1,24 @@
-"""Autoencoder: x -> encoder -> z -> decoder -> x_hat, trained on reconstruction error.
+"""Autoencoder: x -> encoder -> h -> decoder -> x_hat, trained on reconstruction error.
 
 One phase per batch: minimise the reconstruction loss over all weights. The
 loss follows the data: binary cross-entropy (a Bernoulli likelihood) for data in
 [0, 1], squared error for real-valued data.
+
+This class is also the core of the regularized autoencoders (sparse, denoising,
+contractive, linear, stacked): they change what goes in (``model_inputs``), the
+networks (``build_networks``), the code non-linearity (``code_activation``) or
+add a penalty Omega(h) (``regularizer``); the loss is always
+
+    L = mean_batch[ -log p(x | decoder(h)) ] + Omega,   h = encode(model_inputs(x))
+
+(Goodfellow et al., Deep Learning, eq. 14.2).
 """
 
 from __future__ import annotations
+
+import math
+import sys
+from typing import ClassVar
 
 import keras
 from keras import ops
@@ -14,39 +27,60 @@ from kgen import nets
 from kgen.models import losses
 from kgen.models.base import Option, Phase, PhasedModel, batch_inputs
 
+CODE_ACTIVATIONS = ("linear", "sigmoid", "relu", "tanh")
+
 
 @keras.saving.register_keras_serializable(package="kgen")
 class AE(PhasedModel):
     model_name = "ae"
-    description = "autoencoder (dense or conv), reconstruction loss chosen by the data"
+    description = "autoencoder (dense, conv or shallow), reconstruction loss chosen by the data"
     options = (
-        Option("latent_dim", int, 32, "size of the code z", minimum=1),
+        Option("latent_dim", int, 32, "size of the code h", minimum=1),
         Option("arch", str, "dense", "network type", choices=nets.ARCHS),
         Option("hidden", int, None, "hidden width (default: 512 dense, 16 conv)", minimum=1),
         Option("loss", str, "auto", "reconstruction loss (auto: bce for [0,1] data, mse otherwise)",
                choices=("auto", "bce", "mse")),
+        Option("allow_overcomplete", bool, False, "train a latent larger than the input without a regularizer"),
         Option("data_range", str, "unit", "input scaling, set by the data: unit=[0,1], symmetric=[-1,1], real",
                choices=("unit", "symmetric", "real")),
     )
     metric_names = ("loss",)
+    # Models with a regularizer (sparse, denoising, contractive, the VAE's KL) may
+    # have more code units than inputs; a plain AE could then learn the identity.
+    regularized: ClassVar[bool] = False
 
     def __init__(self, input_shape: tuple[int, ...], **kwargs):
         super().__init__(input_shape, **kwargs)
+        self.latent_dim = self.hparams.get("latent_dim")
+        self.loss_kind = self.choose_loss()
+        self.encoder, self.decoder = self.build_networks()
+        self.check_overcomplete()
+        self.built = True
+
+    def build_networks(self) -> tuple[keras.Model, keras.Model]:
         hp = self.hparams
         nets.check_arch(hp["arch"], self.data_shape)
         self.hidden = hp["hidden"] or (512 if hp["arch"] == "dense" else 16)
-        self.latent_dim = hp["latent_dim"]
-        self.loss_kind = self.choose_loss()
-        self.encoder = nets.encoder(hp["arch"], self.data_shape, self.encoder_outputs(), self.hidden)
-        self.decoder = nets.decoder(hp["arch"], self.latent_dim, self.data_shape, self.hidden)
-        self.built = True
+        encoder = nets.encoder(hp["arch"], self.data_shape, self.encoder_outputs(), self.hidden)
+        decoder = nets.decoder(hp["arch"], self.latent_dim, self.data_shape, self.hidden)
+        return encoder, decoder
+
+    def check_overcomplete(self) -> None:
+        inputs = math.prod(self.data_shape)
+        if self.regularized or self.latent_dim <= inputs:
+            return
+        message = (f"--latent-dim {self.latent_dim} is larger than the input ({inputs} values): without a regularizer "
+                   "an overcomplete autoencoder can learn the identity and nothing useful")
+        if not self.hparams.get("allow_overcomplete"):
+            raise ValueError(message + "; use sparse_ae, denoising_ae or contractive_ae, or pass --allow-overcomplete")
+        print(f"[kgen] warning: {message}", file=sys.stderr)
 
     def encoder_outputs(self) -> int:
         return self.latent_dim
 
     def choose_loss(self) -> str:
         """bce for [0,1] data, mse otherwise, unless ``--loss`` says which."""
-        loss, data_range = self.hparams["loss"], self.hparams["data_range"]
+        loss, data_range = self.hparams.get("loss", "auto"), self.hparams["data_range"]
         if loss == "auto":
             return "bce" if data_range == "unit" else "mse"
         if loss == "bce" and data_range != "unit":
@@ -54,8 +88,12 @@ class AE(PhasedModel):
         return loss
 
     # -- the model's maps -------------------------------------------------------
+    def code_activation(self, pre_activation):
+        """The code non-linearity h = s(encoder(x)); linear unless the model's options say otherwise."""
+        return keras.activations.get(self.hparams.get("code_activation", "linear"))(pre_activation)
+
     def encode(self, x, training: bool = False):
-        return self.encoder(x, training=training)
+        return self.code_activation(self.encoder(x, training=training))
 
     def output_activation(self, logits):
         """Decoder pre-activations -> data space: sigmoid for [0,1], tanh for [-1,1]."""
@@ -81,12 +119,26 @@ class AE(PhasedModel):
             return losses.bernoulli_nll(x, logits)
         return losses.squared_error(x, self.output_activation(logits))
 
+    # -- hooks for the regularized autoencoders ----------------------------------
+    def model_inputs(self, x):
+        """What the encoder sees during a training or validation step (denoising: a corrupted x)."""
+        return x
+
+    def regularizer(self, inputs, codes) -> tuple[object, dict]:
+        """Penalty Omega(h) added to the loss and the metrics it logs; None for a plain AE."""
+        return None, {}
+
     # -- training -------------------------------------------------------------
     def reconstruction_loss(self, data, training: bool):
         x = batch_inputs(data)
-        logits = self.decoder(self.encode(x, training), training=training)
-        loss = ops.mean(self.reconstruction_nll(x, logits))
-        return loss, {"loss": loss}
+        inputs = self.model_inputs(x)
+        codes = self.encode(inputs, training)
+        reconstruction = ops.mean(self.reconstruction_nll(x, self.decoder(codes, training=training)))
+        penalty, metrics = self.regularizer(inputs, codes)
+        if penalty is None:
+            return reconstruction, {"loss": reconstruction}
+        loss = reconstruction + penalty
+        return loss, {"loss": loss, "reconstruction_loss": reconstruction, **metrics}
 
     def training_phases(self) -> list[Phase]:
         return [Phase("reconstruction", self.reconstruction_loss, self.trainable_variables, "autoencoder")]

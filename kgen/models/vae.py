@@ -33,6 +33,7 @@ class VAE(AE):
         *(o for o in AE.options if o.name == "data_range"),
     )
     metric_names = ("loss", "reconstruction_loss", "kl_loss")
+    regularized = True  # the KL term
 
     def __init__(self, input_shape: tuple[int, ...], **kwargs):
         super().__init__(input_shape, **kwargs)

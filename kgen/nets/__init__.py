@@ -10,20 +10,25 @@ from __future__ import annotations
 import keras
 
 from kgen.nets.conv import conv_decoder, conv_encoder
-from kgen.nets.dense import dense_decoder, dense_encoder
+from kgen.nets.dense import dense_decoder, dense_encoder, shallow_decoder, shallow_encoder
 
-ARCHS = ("dense", "conv")
+# dense: one hidden layer each way; conv: keras-io's conv net; shallow: one affine map each way.
+ARCHS = ("dense", "conv", "shallow")
 
 
 def encoder(arch: str, input_shape: tuple[int, ...], outputs: int, hidden: int, name: str = "encoder") -> keras.Model:
     if arch == "dense":
         return dense_encoder(input_shape, outputs, hidden, name=name)
+    if arch == "shallow":
+        return shallow_encoder(input_shape, outputs, name=name)
     return conv_encoder(input_shape, outputs, hidden, name=name)
 
 
 def decoder(arch: str, latent_dim: int, output_shape: tuple[int, ...], hidden: int, name: str = "decoder") -> keras.Model:
     if arch == "dense":
         return dense_decoder(latent_dim, output_shape, hidden, name=name)
+    if arch == "shallow":
+        return shallow_decoder(latent_dim, output_shape, name=name)
     return conv_decoder(latent_dim, output_shape, hidden, name=name)
 
 

@@ -22,3 +22,15 @@ def dense_decoder(latent_dim: int, output_shape: tuple[int, ...], hidden: int, n
     h = layers.Dense(hidden, activation="relu")(z)
     h = layers.Dense(math.prod(output_shape))(h)
     return keras.Model(z, layers.Reshape(output_shape)(h), name=name)
+
+
+def shallow_encoder(input_shape: tuple[int, ...], outputs: int, name: str = "encoder") -> keras.Model:
+    """x -> Flatten -> Dense(outputs): one affine map (W x + b)."""
+    x = keras.Input(shape=input_shape)
+    return keras.Model(x, layers.Dense(outputs)(layers.Flatten()(x)), name=name)
+
+
+def shallow_decoder(latent_dim: int, output_shape: tuple[int, ...], name: str = "decoder") -> keras.Model:
+    """z -> Dense(prod(shape)) -> Reshape(shape): one affine map."""
+    z = keras.Input(shape=(latent_dim,))
+    return keras.Model(z, layers.Reshape(output_shape)(layers.Dense(math.prod(output_shape))(z)), name=name)
