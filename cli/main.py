@@ -220,6 +220,63 @@ def sample(
     typer.echo(f"wrote {n} samples to {path}")
 
 
+def _load_run_model(run: Path):
+    from kgen.runs import Run
+    from kgen.train import load_model
+
+    return Run.open(run), load_model(run)
+
+
+@app.command(help="Write the latent codes (and labels) of a dataset split to an .npz file.")
+def encode(
+    run: Path = typer.Argument(..., help="Run directory."),
+    split: str = typer.Option("test", "--split", help="train or test."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .npz (codes, labels; VAEs add log_var)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N examples."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+) -> None:
+    from kgen import evaluate as kgen_evaluate
+
+    def write():
+        if out.exists() and not force:
+            raise UsageError(f"{out} exists; pass --force to replace it")
+        if limit is not None and limit < 1:
+            raise UsageError(f"--limit must be >= 1, got {limit}")
+        run_, model = _load_run_model(run)
+        return kgen_evaluate.encode(model, run_, split, out, limit)
+
+    path, count = run_guarded(write)
+    typer.echo(f"wrote codes of {count} {split} examples to {path}")
+
+
+@app.command(help="Reconstruction error (MSE, BCE), PSNR, denoising gain, PCA angles (linear_ae) on a split; "
+             "printed and written to the run's metrics.json.")
+def evaluate(
+    run: Path = typer.Argument(..., help="Run directory."),
+    split: str = typer.Option("test", "--split", help="train or test."),
+    scores: Optional[Path] = typer.Option(None, "--scores", help="Write per-example metrics and anomaly scores (.csv)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N examples."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the corruption for denoising models."),
+) -> None:
+    from kgen import evaluate as kgen_evaluate
+
+    def compute():
+        if scores is not None and scores.exists():
+            raise UsageError(f"{scores} exists; choose another --scores file")
+        if limit is not None and limit < 1:
+            raise UsageError(f"--limit must be >= 1, got {limit}")
+        run_, model = _load_run_model(run)
+        return kgen_evaluate.evaluate(model, run_, split, scores=scores, seed=seed, limit=limit)
+
+    summary = run_guarded(compute)
+    width = max(map(len, summary))
+    typer.echo(f"{'metric':<{width}}  {split}")
+    for name, value in summary.items():
+        typer.echo(f"{name:<{width}}  {value:.6g}")
+    if scores is not None:
+        typer.echo(f"per-example scores: {scores}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: click's own usage errors also become one line, exit 2."""
     command = typer.main.get_command(app)

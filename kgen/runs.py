@@ -149,3 +149,13 @@ class Run:
         metrics = self.metrics()
         metrics["final"] = {k: float(v) for k, v in results.items()}
         write_json(self.metrics_path, metrics)
+
+    def record_evaluation(self, split: str, results: dict) -> None:
+        metrics = self.metrics()
+        metrics.setdefault("evaluation", {})[split] = {k: float(v) for k, v in results.items()}
+        write_json(self.metrics_path, metrics)
+
+    def record_pretraining(self, layer_losses: list[float]) -> None:
+        metrics = self.metrics()
+        metrics["pretraining"] = {f"layer_{i + 1}_loss": float(v) for i, v in enumerate(layer_losses)}
+        write_json(self.metrics_path, metrics)

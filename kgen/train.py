@@ -131,9 +131,16 @@ def train(
         print(f"[kgen] resuming {run.path} after epoch {initial_epoch}", file=sys.stderr)
 
     train_ds, test_ds = _pipelines(config, data, data_range)
+    pretrain_epochs = model.hparams.get("pretrain_epochs", 0)
+    if resume is None and pretrain_epochs:  # greedy layer-wise pretraining (stacked_ae)
+        print(f"[kgen] greedy layer-wise pretraining: {pretrain_epochs} epoch(s) per layer", file=sys.stderr)
+        layer_losses = model.pretrain(train_ds, pretrain_epochs, config.learning_rate, config.steps_per_epoch,
+                                      jit_compile=model.jit_compile, verbose=verbose)
+        run.record_pretraining(layer_losses)
     grid_source = data.test if data.test is not None else data.train
     grid_batch = kgen_data.pipeline(grid_source.take(16), 16, data_range, data.dtype, shuffle=False)
     grid_inputs = next(iter(grid_batch))[0].numpy()
+    projection_batch = next(iter(kgen_data.pipeline(grid_source.take(1000), 1000, data_range, data.dtype, shuffle=False)))
     nan_guard = kgen_callbacks.NaNGuard()
     callbacks = [
         nan_guard,
@@ -142,6 +149,9 @@ def train(
         kgen_callbacks.ImageGrids(run.log_dir / "images", run.samples_dir, inputs=grid_inputs, nan_guard=nan_guard),
         *(extra_callbacks or []),
     ]
+    if hasattr(model, "encode"):
+        callbacks.append(kgen_callbacks.CodeProjection(
+            run.log_dir / "images", run.samples_dir, *(t.numpy() for t in projection_batch), nan_guard=nan_guard))
     model.fit(
         train_ds,
         epochs=config.epochs,

@@ -52,10 +52,10 @@ class ContractiveAE(AE):
 
     def jacobian_norm(self, x):
         """||dh/dx||_F^2 per example, by automatic differentiation (any encoder)."""
-        x = ops.convert_to_tensor(x, "float32")
+        x = ops.convert_to_tensor(x, self.compute_dtype)
         batch, k = ops.shape(x)[0], self.latent_dim
         repeated = ops.repeat(x, k, axis=0)  # row b*k + j is example b, copy j
-        unit_of_copy = ops.tile(ops.eye(k), (batch, 1))  # one-hot j for row b*k + j
+        unit_of_copy = ops.tile(ops.eye(k, dtype=self.compute_dtype), (batch, 1))  # one-hot j for row b*k + j
 
         def selected_codes(inputs):
             return ops.sum(self.encode(inputs, training=True) * unit_of_copy)
