@@ -59,18 +59,17 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
 
 def scatter(points: np.ndarray, labels: np.ndarray | None = None, title: str = "", size: int = 5) -> np.ndarray:
     """A 2-D scatter plot coloured by label, rendered off-screen to an HWC [0,1] RGB image."""
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(size, size), dpi=100)
+    # A Figure on its own Agg canvas: pyplot's global backend (e.g. a notebook's inline one) is untouched.
+    figure = Figure(figsize=(size, size), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
     plotted = axes.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4, alpha=0.8)
     if labels is not None:
         figure.colorbar(plotted, ax=axes, fraction=0.046, pad=0.04)
     axes.set_title(title, fontsize=9)
     figure.tight_layout()
     figure.canvas.draw()
-    image = np.asarray(figure.canvas.buffer_rgba())[..., :3].astype(np.float32) / 255.0
-    plt.close(figure)
-    return image
+    return np.asarray(figure.canvas.buffer_rgba())[..., :3].astype(np.float32) / 255.0

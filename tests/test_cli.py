@@ -198,3 +198,77 @@ def test_end_to_end_on_real_fashion_mnist(tmp_path):
     # Fashion-MNIST starts near 784*ln2 = 543 nats; a real model gets well below that quickly.
     assert history[-1]["val_loss"] < 330
     assert history[-1]["loss"] < history[0]["loss"]
+
+
+# -- the AE family: train, evaluate, encode ------------------------------------------
+@pytest.fixture(scope="module")
+def denoising_run(idx_folder, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "dae-run"
+    result = invoke("train", "denoising_ae", "--dataset", idx_folder, "--epochs", 1, "--steps-per-epoch", 3,
+                    "--batch-size", 16, "--run-dir", run_dir, "--noise", "masking", "--noise-level", "0.4")
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+def test_family_is_listed():
+    listing = invoke("list").output
+    for name in ("stacked_ae", "sparse_ae", "denoising_ae", "contractive_ae", "linear_ae", "rbm"):
+        assert f"{name}:" in listing
+
+
+def test_training_logs_codes_and_denoising_grids(denoising_run):
+    tags = event_tags(denoising_run / "logs" / "images")
+    assert {"codes", "denoising", "reconstructions"} <= tags
+    assert (denoising_run / "samples" / "codes-epoch-0001.png").is_file()
+
+
+def test_evaluate_prints_a_table_records_it_and_writes_scores(denoising_run, tmp_path):
+    scores = tmp_path / "scores.csv"
+    result = invoke("evaluate", denoising_run, "--scores", scores)
+    assert result.exit_code == 0, result.output
+    for name in ("reconstruction_mse", "reconstruction_bce", "reconstruction_psnr", "psnr_noisy", "psnr_denoised"):
+        assert name in result.output
+    recorded = Run.open(denoising_run).metrics()["evaluation"]["test"]
+    rows = scores.read_text().splitlines()
+    assert rows[0] == "index,label,mse,bce,psnr,anomaly_score" and len(rows) == 41  # 40 test images
+    mse = np.array([float(r.split(",")[2]) for r in rows[1:]])
+    assert recorded["reconstruction_mse"] == pytest.approx(mse.mean(), rel=1e-4)
+    assert recorded["psnr_gain"] == pytest.approx(recorded["psnr_denoised"] - recorded["psnr_noisy"])
+    again = invoke("evaluate", denoising_run, "--scores", scores)  # never overwrites
+    assert again.exit_code == 2 and "exists" in again.output
+
+
+def test_encode_writes_codes_and_labels(denoising_run, tmp_path):
+    out = tmp_path / "codes.npz"
+    result = invoke("encode", denoising_run, "--split", "train", "--out", out)
+    assert result.exit_code == 0, result.output
+    saved = np.load(out)
+    assert saved["codes"].shape == (160, 32) and saved["labels"].shape == (160,)
+    model = load_model(denoising_run)
+    first = keras.ops.convert_to_numpy(model.encode(_first_train_images(denoising_run)))
+    np.testing.assert_allclose(saved["codes"][:4], first, atol=1e-5)
+    assert invoke("encode", denoising_run, "--out", out).exit_code == 2  # exists, no --force
+
+
+def _first_train_images(run_dir):
+    from kgen.evaluate import split_arrays
+
+    return split_arrays(Run.open(run_dir), "train", limit=4)[0]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "ae", "--latent-dim", "1000"], "can learn the identity"),
+    (["train", "denoising_ae", "--noise", "speckle"], "--noise must be one of"),
+    (["train", "sparse_ae", "--rho", "2"], "--rho must be strictly between 0 and 1"),
+    (["train", "contractive_ae", "--weight", "-1"], "--weight must be >= 0"),
+])
+def test_family_bad_options_exit_2(idx_folder, tmp_path, args, message):
+    result = invoke(*args, "--dataset", idx_folder, "--run-dir", tmp_path / "r", "--epochs", 1)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_bad_split_and_missing_run(denoising_run, tmp_path):
+    assert invoke("evaluate", denoising_run, "--split", "validation").exit_code == 2
+    result = invoke("evaluate", tmp_path / "nope")
+    assert result.exit_code == 2 and "kgen: error:" in result.output
