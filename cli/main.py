@@ -224,7 +224,8 @@ def _load_run_model(run: Path):
     from kgen.runs import Run
     from kgen.train import load_model
 
-    return Run.open(run), load_model(run)
+    opened = Run.open(run)
+    return opened, load_model(opened)
 
 
 @app.command(help="Write the latent codes (and labels) of a dataset split to an .npz file.")
@@ -232,7 +233,7 @@ def encode(
     run: Path = typer.Argument(..., help="Run directory."),
     split: str = typer.Option("test", "--split", help="train or test."),
     out: Path = typer.Option(..., "--out", "-o", help="Output .npz (codes, labels; VAEs add log_var)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N examples."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N examples."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
 ) -> None:
     from kgen import evaluate as kgen_evaluate
@@ -240,8 +241,6 @@ def encode(
     def write():
         if out.exists() and not force:
             raise UsageError(f"{out} exists; pass --force to replace it")
-        if limit is not None and limit < 1:
-            raise UsageError(f"--limit must be >= 1, got {limit}")
         run_, model = _load_run_model(run)
         return kgen_evaluate.encode(model, run_, split, out, limit)
 
@@ -255,7 +254,7 @@ def evaluate(
     run: Path = typer.Argument(..., help="Run directory."),
     split: str = typer.Option("test", "--split", help="train or test."),
     scores: Optional[Path] = typer.Option(None, "--scores", help="Write per-example metrics and anomaly scores (.csv)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N examples."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N examples."),
     seed: int = typer.Option(0, "--seed", help="Seed of the corruption for denoising models."),
 ) -> None:
     from kgen import evaluate as kgen_evaluate
@@ -263,8 +262,6 @@ def evaluate(
     def compute():
         if scores is not None and scores.exists():
             raise UsageError(f"{scores} exists; choose another --scores file")
-        if limit is not None and limit < 1:
-            raise UsageError(f"--limit must be >= 1, got {limit}")
         run_, model = _load_run_model(run)
         return kgen_evaluate.evaluate(model, run_, split, scores=scores, seed=seed, limit=limit)
 

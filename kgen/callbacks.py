@@ -12,19 +12,23 @@ from kgen.runs import Run
 
 
 class ImageGrids(keras.callbacks.Callback):
-    """Each epoch: samples from the prior (generative models) and input/reconstruction pairs.
+    """Each epoch: the model's image grids, in TensorBoard (``<log_dir>/images``) and as PNG.
 
-    Written with ``tf.summary.image`` to ``<log_dir>/images`` (works on every
-    backend) and as PNG files to ``samples_dir``. Samples use a fixed seed so the
-    grids of successive epochs are comparable.
+    - ``samples``: draws from the prior (models with ``sample``), fixed seed so epochs compare;
+    - ``reconstructions``: input/reconstruction pairs of the first 16 ``inputs``;
+    - ``denoising``: noisy / denoised / clean rows (models with ``corrupt``);
+    - ``codes``: the 2-D projection of all ``inputs``' codes coloured by ``labels``
+      (PCA when the latent has more than 2 dimensions), for models with ``encode``.
+
+    Written with ``tf.summary.image``, which works on every backend.
     """
 
-    def __init__(self, log_dir, samples_dir=None, inputs: np.ndarray | None = None, n_samples: int = 64,
-                 seed: int = 1234, nan_guard: "NaNGuard | None" = None):
+    def __init__(self, log_dir, samples_dir=None, inputs: np.ndarray | None = None, labels: np.ndarray | None = None,
+                 n_samples: int = 64, seed: int = 1234, nan_guard: "NaNGuard | None" = None):
         super().__init__()
         self.nan_guard = nan_guard
         self.log_dir, self.samples_dir = str(log_dir), samples_dir
-        self.inputs, self.n_samples, self.seed = inputs, n_samples, seed
+        self.inputs, self.labels, self.n_samples, self.seed = inputs, labels, n_samples, seed
         self._writer = None  # created lazily: callbacks get deep-copied (KerasTuner)
 
     def grids(self, model) -> dict[str, np.ndarray]:
@@ -34,59 +38,42 @@ class ImageGrids(keras.callbacks.Callback):
             samples = images.to_display(keras.ops.convert_to_numpy(model.sample(self.n_samples, seed=self.seed)), data_range)
             if samples is not None:
                 out["samples"] = images.grid(samples)
-        if hasattr(model, "reconstruct") and self.inputs is not None:
-            outputs = keras.ops.convert_to_numpy(model.reconstruct(self.inputs))
-            shown_in, shown_out = images.to_display(self.inputs, data_range), images.to_display(outputs, data_range)
+        if self.inputs is None:
+            return out
+        shown = self.inputs[:16]
+        if hasattr(model, "reconstruct"):
+            outputs = keras.ops.convert_to_numpy(model.reconstruct(shown))
+            shown_in, shown_out = images.to_display(shown, data_range), images.to_display(outputs, data_range)
             if shown_in is not None:
                 out["reconstructions"] = images.pairs(shown_in, shown_out)
-        if hasattr(model, "corrupt") and self.inputs is not None:  # denoising: noisy / denoised / clean rows
-            noisy = keras.ops.convert_to_numpy(model.corrupt(self.inputs, seed=self.seed))
+        if hasattr(model, "corrupt"):
+            noisy = keras.ops.convert_to_numpy(model.corrupt(shown[:8], seed=self.seed))
             denoised = keras.ops.convert_to_numpy(model.reconstruct(noisy))
-            shown = [images.to_display(a[:8], data_range) for a in (noisy, denoised, self.inputs)]
-            if shown[0] is not None:
-                out["denoising"] = images.grid(np.concatenate(shown), columns=8)
+            rows = [images.to_display(a, data_range) for a in (noisy, denoised, shown[:8])]
+            if rows[0] is not None:
+                out["denoising"] = images.grid(np.concatenate(rows), columns=8)
+        if hasattr(model, "encode") and self.labels is not None:
+            from kgen.evaluate import code_scatter
+
+            out["codes"] = code_scatter(model, self.inputs, self.labels)
         return out
 
     def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
         if self.nan_guard is not None and self.nan_guard.failed_at is not None:
             return
         grids = self.grids(self.model)
-        self._writer = write_images(self._writer, self.log_dir, self.samples_dir, grids, epoch + 1)
-
-
-def write_images(writer, log_dir: str, samples_dir, grids: dict[str, np.ndarray], step: int):
-    """``tf.summary.image`` each grid (any backend) and save it as PNG; returns the (lazily made) writer."""
-    import tensorflow as tf
-
-    writer = writer or tf.summary.create_file_writer(log_dir)
-    with writer.as_default():
-        for name, image in grids.items():
-            tf.summary.image(name, image[None], step=step)
-    writer.flush()
-    if samples_dir is not None:
-        samples_dir.mkdir(exist_ok=True)
-        for name, image in grids.items():
-            images.save_png(image, samples_dir / f"{name}-epoch-{step:04d}.png")
-    return writer
-
-
-class CodeProjection(keras.callbacks.Callback):
-    """Each epoch: the 2-D projection of held-out codes coloured by label (PCA when latent > 2)."""
-
-    def __init__(self, log_dir, samples_dir, inputs: np.ndarray, labels: np.ndarray, every: int = 1,
-                 nan_guard: "NaNGuard | None" = None):
-        super().__init__()
-        self.log_dir, self.samples_dir, self.inputs, self.labels = str(log_dir), samples_dir, inputs, labels
-        self.every, self.nan_guard = every, nan_guard
-        self._writer = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (self.nan_guard is not None and self.nan_guard.failed_at is not None) or (epoch + 1) % self.every:
-            return
-        from kgen.evaluate import code_scatter
-
-        image = code_scatter(self.model, self.inputs, self.labels)
-        self._writer = write_images(self._writer, self.log_dir, self.samples_dir, {"codes": image}, epoch + 1)
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        with self._writer.as_default():
+            for name, image in grids.items():
+                tf.summary.image(name, image[None], step=epoch + 1)
+        self._writer.flush()
+        if self.samples_dir is not None:
+            self.samples_dir.mkdir(exist_ok=True)
+            for name, image in grids.items():
+                images.save_png(image, self.samples_dir / f"{name}-epoch-{epoch + 1:04d}.png")
 
 
 class NaNGuard(keras.callbacks.Callback):

@@ -10,7 +10,6 @@ The anomaly score of an example is its reconstruction MSE.
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 
 import keras
@@ -19,9 +18,10 @@ from scipy.linalg import subspace_angles
 
 from kgen import data as kgen_data
 from kgen import images
-from kgen.runs import Run, RunError, atomic_write
+from kgen.models.base import DATA_BOUNDS
+from kgen.runs import Run, atomic_write
 
-PEAK = {"unit": 1.0, "symmetric": 2.0}
+PEAK = {name: high - low for name, (low, high) in DATA_BOUNDS.items()}
 SPLITS = ("train", "test")
 
 
@@ -63,27 +63,40 @@ def project_2d(codes: np.ndarray) -> np.ndarray:
     return (codes - codes.mean(axis=0)) @ pca_basis(codes, 2)
 
 
-def codes_of(model, x):
-    """The model's code for x: ``encode`` output, the mean for a VAE."""
-    codes = model.encode(x)
-    if isinstance(codes, (tuple, list)):
-        codes = codes[0]
-    return keras.ops.convert_to_numpy(codes)
+def batched(fn, x: np.ndarray, batch_size: int = 256):
+    """fn over x in batches, outputs as numpy; a tuple output (a VAE's encode) gives a tuple of arrays."""
+    outputs = [fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    if isinstance(outputs[0], (tuple, list)):
+        return tuple(np.concatenate([keras.ops.convert_to_numpy(o[j]) for o in outputs]) for j in range(len(outputs[0])))
+    return np.concatenate([keras.ops.convert_to_numpy(o) for o in outputs])
 
 
-def split_arrays(run: Run, split: str, limit: int | None = None, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(x, labels) of a run's dataset split, scaled as the model was trained."""
+def codes_of(model, x: np.ndarray) -> np.ndarray:
+    """The model's codes for x: ``encode``'s output, the posterior mean for a VAE."""
+    codes = batched(model.encode, x)
+    return codes[0] if isinstance(codes, tuple) else codes
+
+
+def check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+
+
+def split_arrays(run: Run, split: str, limit: int | None = None, loaded=None) -> tuple[np.ndarray, np.ndarray]:
+    """(x, labels) of a run's dataset split, scaled as the model was trained.
+
+    ``loaded``: the run's dataset when the caller already has it (one load for several splits).
+    """
+    check_split(split)
     config = run.config()
-    loaded = kgen_data.load_dataset(config["dataset"], config.get("data_dir"))
+    loaded = loaded or kgen_data.load_dataset(config["dataset"], config.get("data_dir"))
     source = loaded.train if split == "train" else loaded.test
     if source is None:
         raise kgen_data.DataError(f"dataset {config['dataset']!r} has no {split} split")
     if limit is not None:
         source = source.take(limit)
     xs, ys = [], []
-    for x, y in kgen_data.pipeline(source, batch_size, config["data_range"], loaded.dtype, shuffle=False):
+    for x, y in kgen_data.pipeline(source, 256, config["data_range"], loaded.dtype, shuffle=False):
         xs.append(x.numpy())
         ys.append(y.numpy())
     if not xs:
@@ -91,17 +104,16 @@ def split_arrays(run: Run, split: str, limit: int | None = None, batch_size: int
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def batched(fn, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    return np.concatenate([keras.ops.convert_to_numpy(fn(x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
-
-
 def evaluate(model, run: Run, split: str = "test", scores: str | Path | None = None, seed: int = 0,
              limit: int | None = None) -> dict[str, float]:
     """Evaluate a trained autoencoder-family model on a split; returns (and records) the summary."""
     if not hasattr(model, "reconstruct"):
         raise ValueError(f"model '{model.model_name}' does not reconstruct; `kgen evaluate` for it is not available")
+    check_split(split)
     data_range = model.hparams.get("data_range", "unit")
-    x, labels = split_arrays(run, split, limit)
+    config = run.config()
+    loaded = kgen_data.load_dataset(config["dataset"], config.get("data_dir"))
+    x, labels = split_arrays(run, split, limit, loaded)
     per_example = reconstruction_errors(x, batched(model.reconstruct, x), data_range)
     summary = {f"reconstruction_{name}": float(np.mean(values)) for name, values in per_example.items()}
     if hasattr(model, "corrupt") and data_range in PEAK:
@@ -111,13 +123,13 @@ def evaluate(model, run: Run, split: str = "test", scores: str | Path | None = N
         summary["psnr_denoised"] = float(np.mean(psnr(x, denoised, PEAK[data_range])))
         summary["psnr_gain"] = summary["psnr_denoised"] - summary["psnr_noisy"]
     if hasattr(model, "decoder_basis"):
-        train_x = x if split == "train" else split_arrays(run, "train", limit=20_000)[0]
+        train_x = x if split == "train" else split_arrays(run, "train", 20_000, loaded)[0]
         angles = principal_angles(model.decoder_basis(), train_x)
         summary["pca_max_angle_degrees"] = float(angles.max())
         summary["pca_mean_angle_degrees"] = float(angles.mean())
     if scores is not None:
         write_scores(Path(scores), labels, per_example)
-    run.record_evaluation(split, summary)
+    run.record(summary, "evaluation", split)
     return summary
 
 
@@ -129,12 +141,11 @@ def write_scores(path: Path, labels: np.ndarray, per_example: dict[str, np.ndarr
 
     def write(tmp: Path):
         with open(tmp, "w", newline="") as f:
-            write_rows(csv.writer(f))
-
-    def write_rows(writer):
-        writer.writerow(["index", "label", *names, "anomaly_score"])
-        for i, label in enumerate(labels):
-            writer.writerow([i, int(label), *(f"{per_example[n][i]:.6g}" for n in names), f"{per_example['mse'][i]:.6g}"])
+            writer = csv.writer(f)
+            writer.writerow(["index", "label", *names, "anomaly_score"])
+            for i, label in enumerate(labels):
+                values = (f"{per_example[n][i]:.6g}" for n in (*names, "mse"))
+                writer.writerow([i, int(label), *values])
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, write)
@@ -148,13 +159,10 @@ def encode(model, run: Run, split: str, out: str | Path, limit: int | None = Non
     if not hasattr(model, "encode"):
         raise ValueError(f"model '{model.model_name}' has no encoder")
     x, labels = split_arrays(run, split, limit)
-    arrays = {"labels": labels}
-    outputs = [model.encode(x[i : i + 256]) for i in range(0, len(x), 256)]
-    if isinstance(outputs[0], (tuple, list)):  # VAE: (mean, log_var)
-        arrays["codes"] = np.concatenate([keras.ops.convert_to_numpy(o[0]) for o in outputs])
-        arrays["log_var"] = np.concatenate([keras.ops.convert_to_numpy(o[1]) for o in outputs])
-    else:
-        arrays["codes"] = np.concatenate([keras.ops.convert_to_numpy(o) for o in outputs])
+    codes = batched(model.encode, x)
+    arrays = {"labels": labels, "codes": codes}
+    if isinstance(codes, tuple):  # VAE: (mean, log_var)
+        arrays["codes"], arrays["log_var"] = codes
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: np.savez(tmp, **arrays))
     return out, len(labels)
@@ -162,10 +170,10 @@ def encode(model, run: Run, split: str, out: str | Path, limit: int | None = Non
 
 def code_scatter(model, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """RGB image of the 2-D projection of x's codes, coloured by label."""
-    codes = np.concatenate([codes_of(model, x[i : i + 256]) for i in range(0, len(x), 256)])
-    latent = codes.shape[1] if codes.ndim == 2 else math.prod(codes.shape[1:])
+    codes = codes_of(model, x)
+    latent = codes.shape[1]
     title = "codes" if latent <= 2 else f"codes: first two principal components of {latent}-D"
     return images.scatter(project_2d(codes), labels, title=title)
 
 
-__all__ = ["RunError", "code_scatter", "encode", "evaluate", "principal_angles", "psnr", "reconstruction_errors"]
+__all__ = ["code_scatter", "encode", "evaluate", "principal_angles", "psnr", "reconstruction_errors"]

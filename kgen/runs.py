@@ -145,17 +145,11 @@ class Run:
         metrics["history"] = history
         write_json(self.metrics_path, metrics)
 
-    def record_final(self, results: dict) -> None:
+    def record(self, results: dict, *section: str) -> None:
+        """Store ``results`` (as floats) in metrics.json under ``section``, e.g. ("evaluation", "test")."""
         metrics = self.metrics()
-        metrics["final"] = {k: float(v) for k, v in results.items()}
-        write_json(self.metrics_path, metrics)
-
-    def record_evaluation(self, split: str, results: dict) -> None:
-        metrics = self.metrics()
-        metrics.setdefault("evaluation", {})[split] = {k: float(v) for k, v in results.items()}
-        write_json(self.metrics_path, metrics)
-
-    def record_pretraining(self, layer_losses: list[float]) -> None:
-        metrics = self.metrics()
-        metrics["pretraining"] = {f"layer_{i + 1}_loss": float(v) for i, v in enumerate(layer_losses)}
+        parent = metrics
+        for key in section[:-1]:
+            parent = parent.setdefault(key, {})
+        parent[section[-1]] = {k: float(v) for k, v in results.items()}
         write_json(self.metrics_path, metrics)

@@ -131,27 +131,23 @@ def train(
         print(f"[kgen] resuming {run.path} after epoch {initial_epoch}", file=sys.stderr)
 
     train_ds, test_ds = _pipelines(config, data, data_range)
-    pretrain_epochs = model.hparams.get("pretrain_epochs", 0)
-    if resume is None and pretrain_epochs:  # greedy layer-wise pretraining (stacked_ae)
-        print(f"[kgen] greedy layer-wise pretraining: {pretrain_epochs} epoch(s) per layer", file=sys.stderr)
-        layer_losses = model.pretrain(train_ds, pretrain_epochs, config.learning_rate, config.steps_per_epoch,
-                                      jit_compile=model.jit_compile, verbose=verbose)
-        run.record_pretraining(layer_losses)
+    if resume is None:
+        pretraining = model.before_training(train_ds, config.learning_rate, config.steps_per_epoch, verbose)
+        if pretraining:
+            run.record(pretraining, "pretraining")
+    # Held-out images for the grids (the first 16) and the code projection (all 1,000).
     grid_source = data.test if data.test is not None else data.train
-    grid_batch = kgen_data.pipeline(grid_source.take(16), 16, data_range, data.dtype, shuffle=False)
-    grid_inputs = next(iter(grid_batch))[0].numpy()
-    projection_batch = next(iter(kgen_data.pipeline(grid_source.take(1000), 1000, data_range, data.dtype, shuffle=False)))
+    grid_batch = kgen_data.pipeline(grid_source.take(1000), 1000, data_range, data.dtype, shuffle=False)
+    grid_inputs, grid_labels = (t.numpy() for t in next(iter(grid_batch)))
     nan_guard = kgen_callbacks.NaNGuard()
     callbacks = [
         nan_guard,
         kgen_callbacks.Checkpoint(run, nan_guard),
         keras.callbacks.TensorBoard(log_dir=str(run.log_dir), write_graph=False),
-        kgen_callbacks.ImageGrids(run.log_dir / "images", run.samples_dir, inputs=grid_inputs, nan_guard=nan_guard),
+        kgen_callbacks.ImageGrids(run.log_dir / "images", run.samples_dir, inputs=grid_inputs, labels=grid_labels,
+                                  nan_guard=nan_guard),
         *(extra_callbacks or []),
     ]
-    if hasattr(model, "encode"):
-        callbacks.append(kgen_callbacks.CodeProjection(
-            run.log_dir / "images", run.samples_dir, *(t.numpy() for t in projection_batch), nan_guard=nan_guard))
     model.fit(
         train_ds,
         epochs=config.epochs,
@@ -173,15 +169,15 @@ def train(
         )
     if test_ds is not None:
         results = model.evaluate(test_ds, steps=config.validation_steps, verbose=0, return_dict=True)
-        run.record_final(results)
+        run.record(results, "final")
     return run
 
 
-def load_model(run: str | Path) -> keras.Model:
+def load_model(run: "Run | str | Path") -> keras.Model:
     """The model of a run (after its last completed epoch), under the current backend."""
     import kgen.models  # noqa: F401 - registers the classes for deserialisation
 
-    run = Run.open(run)
+    run = run if isinstance(run, Run) else Run.open(run)
     if not run.model_path.is_file():
         raise RunError(f"{run.path} has no model.keras yet (no epoch completed)")
     try:

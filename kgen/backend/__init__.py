@@ -14,14 +14,14 @@ import keras
 
 _BACKEND = keras.backend.backend()
 
+conv_transpose = keras.ops.conv_transpose  # replaced on JAX below
+
 if _BACKEND == "tensorflow":
     from kgen.backend.tensorflow import PhasedTrainer, input_gradient
-    conv_transpose = keras.ops.conv_transpose
 elif _BACKEND == "jax":
     from kgen.backend.jax import PhasedTrainer, conv_transpose, input_gradient
 elif _BACKEND == "torch":
     from kgen.backend.torch import PhasedTrainer, input_gradient
-    conv_transpose = keras.ops.conv_transpose
 else:  # pragma: no cover - keras refuses other values first
     raise ImportError(f"kgen supports the tensorflow, jax and torch backends, not {_BACKEND!r}")
 

@@ -25,7 +25,7 @@ from keras import ops
 
 from kgen import nets
 from kgen.models import losses
-from kgen.models.base import Option, Phase, PhasedModel, batch_inputs
+from kgen.models.base import DATA_RANGES, Option, Phase, PhasedModel, batch_inputs
 
 CODE_ACTIVATIONS = ("linear", "sigmoid", "relu", "tanh")
 
@@ -42,7 +42,7 @@ class AE(PhasedModel):
                choices=("auto", "bce", "mse")),
         Option("allow_overcomplete", bool, False, "train a latent larger than the input without a regularizer"),
         Option("data_range", str, "unit", "input scaling, set by the data: unit=[0,1], symmetric=[-1,1], real",
-               choices=("unit", "symmetric", "real")),
+               choices=DATA_RANGES),
     )
     metric_names = ("loss",)
     # Models with a regularizer (sparse, denoising, contractive, the VAE's KL) may

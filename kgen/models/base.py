@@ -16,9 +16,11 @@ import keras
 from kgen.backend import PhasedTrainer
 from kgen.backend.common import Phase, PhaseOptimizers
 
-__all__ = ["Option", "Phase", "PhasedModel", "batch_inputs"]
+__all__ = ["DATA_BOUNDS", "DATA_RANGES", "Option", "Phase", "PhasedModel", "batch_inputs"]
 
 DATA_RANGES = ("unit", "symmetric", "real")
+# (low, high) of the bounded ranges; "real" data have no bounds.
+DATA_BOUNDS = {"unit": (0.0, 1.0), "symmetric": (-1.0, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,14 @@ class PhasedModel(PhasedTrainer):
     # -- training -----------------------------------------------------------
     def training_phases(self) -> list[Phase]:
         raise NotImplementedError
+
+    def before_training(self, dataset, learning_rate: float, steps_per_epoch: int | None = None,
+                        verbose: int | str = "auto") -> dict[str, float]:
+        """Training that precedes the phases on a fresh run (stacked_ae: greedy layer-wise pretraining).
+
+        Returns the figures to record in metrics.json under "pretraining"; none by default.
+        """
+        return {}
 
     def default_optimizers(self, learning_rate: float) -> dict[str, keras.optimizers.Optimizer]:
         """One Adam per optimizer key used by the phases."""

@@ -16,10 +16,9 @@ import keras
 from keras import ops
 
 from kgen.models.ae import AE
-from kgen.models.base import Option
+from kgen.models.base import DATA_BOUNDS, Option
 
 NOISES = ("gaussian", "masking", "salt-pepper")
-RANGE_BOUNDS = {"unit": (0.0, 1.0), "symmetric": (-1.0, 1.0)}
 
 
 @keras.saving.register_keras_serializable(package="kgen")
@@ -44,7 +43,7 @@ class DenoisingAE(AE):
         """One draw of C(x~ | x); ``seed`` (an int) makes it reproducible."""
         seed = self.seed_generator if seed is None else seed
         noise, level = self.hparams["noise"], self.hparams["noise_level"]
-        low, high = RANGE_BOUNDS.get(self.hparams["data_range"], (None, None))
+        low, high = DATA_BOUNDS.get(self.hparams["data_range"], (None, None))
         x = ops.convert_to_tensor(x, "float32")
         if noise == "gaussian":
             noisy = x + level * keras.random.normal(ops.shape(x), seed=seed)

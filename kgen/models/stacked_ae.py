@@ -15,6 +15,7 @@ Options:
 from __future__ import annotations
 
 import math
+import sys
 
 import keras
 from keras import layers, ops
@@ -101,6 +102,15 @@ class StackedAE(AE):
         return encoder, decoder
 
     # -- greedy layer-wise pretraining ----------------------------------------
+    def before_training(self, dataset, learning_rate: float, steps_per_epoch: int | None = None,
+                        verbose: int | str = "auto") -> dict[str, float]:
+        epochs = self.hparams["pretrain_epochs"]
+        if not epochs:
+            return {}
+        print(f"[kgen] greedy layer-wise pretraining: {epochs} epoch(s) per layer", file=sys.stderr)
+        layer_losses = self.pretrain(dataset, epochs, learning_rate, steps_per_epoch, self.jit_compile, verbose)
+        return {f"layer_{i + 1}_loss": loss for i, loss in enumerate(layer_losses)}
+
     def pretrain(self, dataset, epochs: int, learning_rate: float, steps_per_epoch: int | None = None,
                  jit_compile: bool | str = "auto", verbose: int | str = "auto") -> list[float]:
         """Train each layer pair as a shallow AE on the codes below it; returns each layer's final loss."""
@@ -147,5 +157,5 @@ class LayerPretrainer(PhasedModel):
 
     def training_phases(self) -> list[Phase]:
         pair = self.stack.encoder_layers[self.layer], self.stack.decoder_layers[self.layer]
-        variables = list({id(v): v for layer in pair for v in layer.trainable_variables}.values())
+        variables = [v for layer in pair for v in layer.trainable_variables]  # a tied layer owns only its bias
         return [Phase(f"pretrain_layer_{self.layer + 1}", self.layer_loss, variables, "pretrain")]
