@@ -18,6 +18,7 @@ timed window excludes start-up and compilation. Also measures numpy sgemm in the
 same run as the machine's ceiling and reports achieved GFLOP/s as a fraction.
 
     python benchmarks/train_throughput.py [--rounds 2] [--steps 60] [--json out.json]
+    python benchmarks/train_throughput.py --suite ae-family [--steps 300]   (benchmarks/ae_family.py)
 """
 
 from __future__ import annotations
@@ -293,18 +294,23 @@ CONFIGS = {
 SAME_BACKEND_REFERENCE = {"tensorflow": "ref-keras-io", "jax": "ref-jax", "torch": "ref-pytorch"}
 
 
-def measure(name: str, steps: int) -> float:
-    backend, kind, jit = CONFIGS[name]
+def measure(backend: str, module: str, *args) -> float:
+    """``module.run_worker(*args)`` in a fresh process on ``backend`` (one Keras backend per process)."""
     code = (
-        "import sys, json; sys.path.insert(0, %r); import train_throughput as b; "
-        "print('RESULT', json.dumps(b.run_worker(%r, %d, %r)))" % (os.path.dirname(os.path.abspath(__file__)), kind, steps, jit)
+        "import sys, json; sys.path.insert(0, %r); import %s as b; "
+        "print('RESULT', json.dumps(b.run_worker(*%r)))" % (os.path.dirname(os.path.abspath(__file__)), module, args)
     )
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=1200)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if not lines:
-        raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"{module}{args} on {backend} failed:\n{out.stderr[-3000:]}")
     return json.loads(lines[-1][7:])
+
+
+def measure_vae(name: str, steps: int) -> float:
+    backend, kind, jit = CONFIGS[name]
+    return measure(backend, "train_throughput", kind, steps, jit)
 
 
 def run_worker(kind: str, steps: int, jit):
@@ -315,20 +321,14 @@ def run_worker(kind: str, steps: int, jit):
     return workers[kind](steps)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--only", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args()
-
-    results: dict[str, list[float]] = {name: [] for name in args.only}
+def vae_suite(args) -> dict:
+    only = args.only or list(CONFIGS)
+    results: dict[str, list[float]] = {name: [] for name in only}
     gemm = []
     for round_ in range(args.rounds):
         gemm.append(sgemm_gflops())
-        for name in args.only:  # interleaved: every config once per round
-            results[name].append(measure(name, args.steps))
+        for name in only:  # interleaved: every config once per round
+            results[name].append(measure_vae(name, args.steps))
             print(f"round {round_ + 1}: {name:24s} {results[name][-1]:8.0f} samples/s", file=sys.stderr)
 
     ceiling = max(gemm)
@@ -344,9 +344,60 @@ def main() -> None:
         vs_own = f"{value / best[own]:.2f}x ({own})" if own in best else "-"
         vs_keras_io = f"{value / best['ref-keras-io']:.2f}x" if "ref-keras-io" in best else "-"
         print(f"| {name:24s} | {value:9.0f} | {gflops:7.1f} | {100 * gflops / ceiling:9.1f}% | {vs_own} | {vs_keras_io} |")
+    return {"samples_per_s": results, "sgemm_gflops": gemm, "mflop_per_sample": flops / 1e6}
+
+
+def ae_family_suite(args) -> dict:
+    import ae_family
+
+    models = args.only or list(ae_family.SPECS)
+    backends = args.backends
+    runs = [(model, backend, impl) for model in models for backend in backends
+            for impl in (("kgen", "reference") if ae_family.SPECS[model].reference else ("kgen",))]
+    results: dict[str, list[float]] = {"/".join(run): [] for run in runs}
+    for round_ in range(args.rounds):
+        for model, backend, impl in runs:  # interleaved: every config once per round
+            key = "/".join((model, backend, impl))
+            results[key].append(measure(backend, "ae_family", impl, model, args.steps))
+            print(f"round {round_ + 1}: {key:48s} {results[key][-1]:9.0f} samples/s", file=sys.stderr)
+
+    best = {key: max(values) for key, values in results.items()}
+    print(f"\nautoencoder family and RBM, batch {ae_family.BATCH}, samples/s (best of {args.rounds} interleaved rounds); "
+          "kgen / hand-written reference of the same network on the same backend\n")
+    print("| model | " + " | ".join(f"{b} kgen | {b} reference | {b} ratio" for b in backends) + " |")
+    print("|---|" + "---|---|---|" * len(backends))
+    for model in models:
+        cells = []
+        for backend in backends:
+            kgen, ref = best.get(f"{model}/{backend}/kgen"), best.get(f"{model}/{backend}/reference")
+            cells += [f"{kgen:.0f}", f"{ref:.0f}" if ref else "-", f"{kgen / ref:.2f}x" if ref else "-"]
+        print(f"| {model} | " + " | ".join(cells) + " |")
+    plain, closed = "shallow_ae (no penalty)", "contractive_ae closed-form"
+    if {plain, "contractive_ae"} <= set(models):
+        print("\ncontractive penalty, step time relative to the plain shallow AE (same 784-64-784 network):")
+        for backend in backends:
+            base = best[f"{plain}/{backend}/kgen"]
+            line = f"  {backend}: autodiff {base / best[f'contractive_ae/{backend}/kgen']:.2f}x"
+            if closed in models:
+                line += f", closed form {base / best[f'{closed}/{backend}/kgen']:.2f}x"
+            print(line)
+    return {"samples_per_s": results}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=("vae", "ae-family"), default="vae")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--only", nargs="*", default=None, help="configs (vae) or models (ae-family) to run")
+    parser.add_argument("--backends", nargs="*", default=["tensorflow", "jax", "torch"],
+                        choices=("tensorflow", "jax", "torch"), help="ae-family: backends to run")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    result = vae_suite(args) if args.suite == "vae" else ae_family_suite(args)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"samples_per_s": results, "sgemm_gflops": gemm, "mflop_per_sample": flops / 1e6}, f, indent=2)
+            json.dump(result, f, indent=2)
 
 
 if __name__ == "__main__":

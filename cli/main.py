@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 
 TRAIN_FIELDS = ("dataset", "data_dir", "epochs", "batch_size", "learning_rate", "steps_per_epoch",
-                "validation_steps", "seed", "binarize", "jit")
+                "validation_steps", "seed", "binarize", "lr_schedule", "jit", "steps_per_execution")
 
 
 class UsageError(Exception):
@@ -109,11 +109,13 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size. [default: 128]"),
     latent_dim: Optional[int] = typer.Option(None, "--latent-dim", help="Latent size (model default: `kgen list`)."),
     learning_rate: Optional[float] = typer.Option(None, "--learning-rate", "--lr", help="Adam learning rate. [default: 0.001]"),
+    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="constant, or cosine decay to 1% over the run. [default: constant]"),
     steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", help="Batches per epoch. [default: one pass]"),
     validation_steps: Optional[int] = typer.Option(None, "--validation-steps", help="Test batches per validation. [default: all]"),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed. [default: 0]"),
     binarize: Optional[bool] = typer.Option(None, "--binarize/--no-binarize", help="Dynamic binarization of [0,1] images."),
     jit: Optional[bool] = typer.Option(None, "--jit/--no-jit", help="XLA / torch.compile (default: fastest measured per backend)."),
+    steps_per_execution: Optional[int] = typer.Option(None, "--steps-per-execution", help="Training steps per compiled call (default: 32 on TensorFlow and JAX, 1 on torch)."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (must not exist). [default: runs/<model>-<dataset>-<time>]"),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON config (e.g. a run's config.json); options given here override it."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run from its last checkpoint (--epochs may raise the total)."),
@@ -124,6 +126,7 @@ def train(
     given = {k: v for k, v in dict(
         dataset=dataset, data_dir=data_dir, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         steps_per_epoch=steps_per_epoch, validation_steps=validation_steps, seed=seed, binarize=binarize, jit=jit,
+        steps_per_execution=steps_per_execution, lr_schedule=lr_schedule,
     ).items() if v is not None}
 
     def build_config() -> TrainConfig | None:

@@ -104,6 +104,12 @@ def split_arrays(run: Run, split: str, limit: int | None = None, loaded=None) ->
     return np.concatenate(xs), np.concatenate(ys)
 
 
+def pseudo_log_likelihood(model, x: np.ndarray) -> np.ndarray:
+    """Per-example stochastic pseudo-log-likelihood of an RBM on x binarized at 0.5."""
+    binary = (x.reshape(len(x), -1) > 0.5).astype("float32")
+    return batched(lambda batch: model.pseudo_log_likelihood(model.flatten(batch)), binary)
+
+
 def evaluate(model, run: Run, split: str = "test", scores: str | Path | None = None, seed: int = 0,
              limit: int | None = None) -> dict[str, float]:
     """Evaluate a trained autoencoder-family model on a split; returns (and records) the summary."""
@@ -122,6 +128,8 @@ def evaluate(model, run: Run, split: str = "test", scores: str | Path | None = N
         summary["psnr_noisy"] = float(np.mean(psnr(x, noisy, PEAK[data_range])))
         summary["psnr_denoised"] = float(np.mean(psnr(x, denoised, PEAK[data_range])))
         summary["psnr_gain"] = summary["psnr_denoised"] - summary["psnr_noisy"]
+    if hasattr(model, "pseudo_log_likelihood"):
+        summary["pseudo_log_likelihood"] = float(np.mean(pseudo_log_likelihood(model, x)))
     if hasattr(model, "decoder_basis"):
         train_x = x if split == "train" else split_arrays(run, "train", 20_000, loaded)[0]
         angles = principal_angles(model.decoder_basis(), train_x)
@@ -176,4 +184,5 @@ def code_scatter(model, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return images.scatter(project_2d(codes), labels, title=title)
 
 
-__all__ = ["code_scatter", "encode", "evaluate", "principal_angles", "psnr", "reconstruction_errors"]
+__all__ = ["code_scatter", "encode", "evaluate", "principal_angles", "psnr", "pseudo_log_likelihood",
+           "reconstruction_errors"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -17,6 +18,38 @@ from kgen.runs import Run, RunError, create_run_dir
 
 # jit_compile per backend when the user does not choose (see benchmarks/train_throughput.py).
 DEFAULT_JIT = {"tensorflow": False, "jax": True, "torch": False}
+# Training steps per call of the compiled step function: TensorFlow runs them as a
+# loop inside one graph, JAX in one Python call without per-step callbacks; both
+# save the per-step overhead of fit() that dominates small networks
+# (benchmarks/train_throughput.py --suite ae-family). Keras's torch trainer only runs 1.
+DEFAULT_STEPS_PER_EXECUTION = {"tensorflow": 32, "jax": 32, "torch": 1}
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(config: "TrainConfig", num_train: int | None):
+    """The optimizers' learning rate: constant, or cosine decay from --learning-rate to 1% of it
+    over all training steps (Loshchilov & Hutter 2017, without restarts)."""
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    steps_per_epoch = config.steps_per_epoch or math.ceil((num_train or 1) / config.batch_size)
+    return keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * steps_per_epoch, alpha=0.01)
+
+
+def compile_options(jit: bool | None = None, steps_per_execution: int | None = None,
+                    steps: tuple[int | None, ...] = ()) -> dict:
+    """``model.compile`` keywords: the user's choice, else the fastest measured for this backend.
+
+    ``steps`` are the fixed step counts fit() will run (steps per epoch, validation steps): an
+    execution must not run past them, so the default becomes the largest divisor of all of them.
+    """
+    backend = keras.backend.backend()
+    if steps_per_execution is None:
+        fixed = [n for n in steps if n]
+        steps_per_execution = max(d for d in range(1, DEFAULT_STEPS_PER_EXECUTION[backend] + 1)
+                                  if all(n % d == 0 for n in fixed))
+    return {"jit_compile": DEFAULT_JIT[backend] if jit is None else jit, "steps_per_execution": steps_per_execution}
 
 
 class TrainingDiverged(RuntimeError):
@@ -37,7 +70,9 @@ class TrainConfig:
     validation_steps: int | None = None
     seed: int = 0
     binarize: bool = False
+    lr_schedule: str = "constant"
     jit: bool | None = None
+    steps_per_execution: int | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -45,10 +80,19 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        for name in ("steps_per_epoch", "validation_steps"):
+        for name in ("steps_per_epoch", "validation_steps", "steps_per_execution"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if keras.backend.backend() == "torch" and self.steps_per_execution not in (None, 1):
+            raise ValueError("--steps-per-execution must be 1 on the torch backend (Keras runs one step per call there)")
+        for name in ("steps_per_epoch", "validation_steps"):
+            value = getattr(self, name)
+            if self.steps_per_execution and value and value % self.steps_per_execution:
+                raise ValueError(f"--steps-per-execution {self.steps_per_execution} must divide "
+                                 f"--{name.replace('_', '-')} {value}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got '{self.lr_schedule}'")
         if not self.learning_rate > 0:
             raise ValueError(f"--learning-rate must be > 0, got {self.learning_rate}")
         cls = get_model_class(self.model)
@@ -68,11 +112,11 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def build_model(config: TrainConfig, input_shape, data_range: str):
+def build_model(config: TrainConfig, input_shape, data_range: str, num_train: int | None = None):
     cls = get_model_class(config.model)
     model = cls(tuple(input_shape), seed=config.seed, data_range=data_range, **config.model_options)
-    jit = DEFAULT_JIT[keras.backend.backend()] if config.jit is None else config.jit
-    model.compile(learning_rate=config.learning_rate, jit_compile=jit)
+    model.compile(learning_rate=learning_rate(config, num_train), **compile_options(
+        config.jit, config.steps_per_execution, (config.steps_per_epoch, config.validation_steps)))
     return model
 
 
@@ -117,7 +161,7 @@ def train(
     data = kgen_data.load_dataset(config.dataset, config.data_dir)
     cls = get_model_class(config.model)
     data_range = kgen_data.data_range_for(data, cls.data_range)
-    model = build_model(config, data.shape, data_range)
+    model = build_model(config, data.shape, data_range, data.num_train)
 
     if resume is None:
         run = Run(create_run_dir(config.model, config.dataset, run_dir, runs_root))

@@ -184,6 +184,26 @@ def test_rbm_log_partition_matches_brute_force():
     assert model.log_partition() == pytest.approx(np.log(np.sum(np.exp(-np.array(energies)))), rel=1e-6)
 
 
+def test_rbm_pseudo_log_likelihood_estimates_the_sum_of_conditionals():
+    # PLL(v) = sum_i log p(v_i | v_-i) = sum_i log sigmoid(F(v with i flipped) - F(v)); kgen draws one i
+    # per example and scales by D, an unbiased estimate: its mean over many draws must match the sum.
+    from kgen.evaluate import pseudo_log_likelihood
+
+    model = RBM((5,), seed=2, hidden=3)
+    model.W.assign(np.random.default_rng(0).normal(size=(5, 3)).astype("float32"))
+    model.visible_bias.assign(np.linspace(-1, 1, 5).astype("float32"))
+    v = np.array([1, 0, 1, 1, 0], "float32")
+    W, b, c = (np_(t).astype("float64") for t in (model.W, model.visible_bias, model.hidden_bias))
+
+    def free_energy(u):
+        return -u @ b - np.sum(np.logaddexp(0.0, u @ W + c))
+
+    flipped = [np.where(np.arange(5) == i, 1 - v, v) for i in range(5)]
+    exact = sum(-np.logaddexp(0.0, -(free_energy(f) - free_energy(v))) for f in flipped)
+    estimates = pseudo_log_likelihood(model, np.tile(v, (20_000, 1)))
+    assert estimates.mean() == pytest.approx(exact, abs=4 * estimates.std() / np.sqrt(len(estimates)) + 1e-4)
+
+
 @pytest.mark.parametrize("persistent", [False, True])
 def test_rbm_exact_log_likelihood_rises_under_contrastive_divergence(persistent):
     x = toy_patterns(500)

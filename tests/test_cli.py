@@ -97,6 +97,8 @@ BAD_INPUTS = [
     (["train", "vae", "--dataset", "nosuchdata"], "unknown dataset 'nosuchdata'"),
     (["train", "vae", "--batch-size", "0"], "--batch-size must be >= 1"),
     (["train", "vae", "--epochs", "0"], "--epochs must be >= 1"),
+    (["train", "vae", "--steps-per-execution", "0"], "--steps-per-execution must be >= 1"),
+    (["train", "vae", "--lr-schedule", "step"], "--lr-schedule must be one of constant, cosine"),
     (["train", "vae", "--latent-dim", "-2"], "--latent-dim must be >= 1"),
     (["train", "vae", "--decoder", "poisson"], "--decoder must be one of bernoulli, gaussian"),
     (["train", "vae", "--wings", "2"], "model 'vae' has no option --wings"),
@@ -272,3 +274,17 @@ def test_evaluate_bad_split_and_missing_run(denoising_run, tmp_path):
     assert invoke("evaluate", denoising_run, "--split", "validation").exit_code == 2
     result = invoke("evaluate", tmp_path / "nope")
     assert result.exit_code == 2 and "kgen: error:" in result.output
+
+
+def test_cosine_schedule_decays_from_the_rate_to_one_percent():
+    from kgen.train import learning_rate
+
+    config = TrainConfig(model="ae", epochs=2, batch_size=10, learning_rate=0.1, lr_schedule="cosine")
+    schedule = learning_rate(config, num_train=95)  # ceil(95 / 10) = 10 steps per epoch, 20 in all
+    # Loshchilov & Hutter: lr * (alpha + (1 - alpha) * (1 + cos(pi * t / T)) / 2), alpha = 0.01
+    for step, expected in [(0, 0.1), (10, 0.1 * (0.01 + 0.99 * 0.5)), (20, 0.001)]:
+        assert float(keras.ops.convert_to_numpy(schedule(step))) == pytest.approx(expected, rel=1e-5)
+    assert learning_rate(TrainConfig(model="ae", learning_rate=0.1), num_train=95) == 0.1
+    model = build_model(config, (28, 28, 1), "unit", num_train=95)
+    optimizer = model.phase_optimizers["autoencoder"]
+    assert isinstance(optimizer._learning_rate, keras.optimizers.schedules.CosineDecay)

@@ -70,6 +70,31 @@ def test_each_optimizer_steps_batches_times_repeats():
     assert int(ops.convert_to_numpy(model.optimizer.iterations)) == 8
 
 
+def test_steps_per_execution_keeps_the_counts():
+    from kgen.train import TrainConfig, compile_options
+
+    x, y = toy_data()
+    model = TwoPhaseToy(seed=0)
+    if keras.backend.backend() == "torch":  # Keras runs one step per call on torch: kgen refuses more
+        with pytest.raises(ValueError, match="must be 1 on the torch backend"):
+            TrainConfig(model="ae", steps_per_execution=3).validate()
+        options = compile_options()
+        assert options["steps_per_execution"] == 1
+    else:
+        # the default never runs past a fixed number of steps: the largest divisor of all of them
+        assert compile_options(steps=(12, 8))["steps_per_execution"] == 4
+        assert compile_options(steps=(None, None))["steps_per_execution"] == 32
+        with pytest.raises(ValueError, match="--steps-per-execution 3 must divide --steps-per-epoch 4"):
+            TrainConfig(model="ae", steps_per_execution=3, steps_per_epoch=4).validate()
+        options = compile_options(steps_per_execution=3)  # 3 does not divide the 4 batches of an epoch
+    model.compile(learning_rate=0.01, **options)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    opt = model.phase_optimizers
+    assert int(ops.convert_to_numpy(opt["opt_a"].iterations)) == 8 * 3
+    assert int(ops.convert_to_numpy(opt["opt_b"].iterations)) == 8
+    assert int(ops.convert_to_numpy(model.optimizer.iterations)) == 8
+
+
 @pytest.mark.parametrize("frozen", ["a", "b"])
 def test_phase_updates_only_its_variables(frozen):
     # The frozen phase's optimizer has learning rate 0: its network may change
@@ -147,6 +172,26 @@ def test_input_gradient_is_differentiable_again():
 
     second = ops.convert_to_numpy(input_gradient(sum_of_gradient, x))
     np.testing.assert_allclose(second, 6 * ops.convert_to_numpy(x), rtol=1e-5)
+
+
+def test_batch_jacobian_matches_the_closed_form_and_is_differentiable_again():
+    from kgen.backend import batch_jacobian
+
+    # y = tanh(x W): dy_j/dx_i = (1 - y_j^2) W_ij, so J[b] = diag(1 - y_b^2) W^T.
+    x = np.random.default_rng(2).normal(size=(5, 4)).astype("float32")
+    w = ops.convert_to_tensor(W.astype("float32"))
+    jacobian = ops.convert_to_numpy(batch_jacobian(lambda u: ops.tanh(ops.matmul(u, w)), ops.convert_to_tensor(x)))
+    y = np.tanh(x @ W)
+    expected = (1 - y**2)[:, :, None] * W.T[None]
+    assert jacobian.shape == (5, 3, 4)
+    np.testing.assert_allclose(jacobian, expected, rtol=1e-5, atol=1e-6)
+
+    # y = u^3 elementwise: J[b] = diag(3 u_b^2), so sum(J) = sum(3u^2) has input gradient 6u.
+    def sum_of_jacobian(v):
+        return ops.sum(batch_jacobian(lambda u: u**3, v))
+
+    second = ops.convert_to_numpy(input_gradient(sum_of_jacobian, ops.convert_to_tensor(x)))
+    np.testing.assert_allclose(second, 6 * x, rtol=1e-5)
 
 
 # -- conv_transpose (custom kernel gradient on JAX) -----------------------------------

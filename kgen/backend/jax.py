@@ -123,6 +123,17 @@ def input_gradient(fn: Callable, x):
     return jax.grad(fn)(x)
 
 
+def batch_jacobian(fn, x):
+    """J[b] = d fn(x)[b] / d x[b] for ``fn`` mapping a batch (B, ...) to (B, k) example by example:
+    shape (B, k, ...). One forward pass, then the k vector-Jacobian products with the unit
+    cotangents e_j (broadcast over the batch), vectorised; differentiable again."""
+    y, pullback = jax.vjp(fn, x)
+    k = y.shape[-1]
+    units = jax.numpy.broadcast_to(jax.numpy.eye(k, dtype=y.dtype)[:, None, :], (k, *y.shape))
+    (rows,) = jax.vmap(pullback)(units)  # (k, B, ...): rows[j, b] = d y[b, j] / d x[b]
+    return jax.numpy.moveaxis(rows, 0, 1)
+
+
 def conv_transpose(inputs, kernel, **options):
     """``keras.ops.conv_transpose`` with a kernel gradient XLA:CPU runs fast.
 

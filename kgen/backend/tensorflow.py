@@ -30,3 +30,13 @@ def input_gradient(fn: Callable, x):
         tape.watch(x)
         y = fn(x)
     return tape.gradient(y, x)
+
+
+def batch_jacobian(fn, x):
+    """J[b] = d fn(x)[b] / d x[b] for ``fn`` mapping a batch (B, ...) to (B, k) example by example:
+    shape (B, k, ...). Differentiable again (an outer tape records it)."""
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(x)
+        y = fn(x)
+    return tape.batch_jacobian(y, x)

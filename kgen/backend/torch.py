@@ -36,3 +36,18 @@ def input_gradient(fn: Callable, x):
         y = fn(x)
         (grad,) = torch.autograd.grad(y, x, create_graph=True)
     return grad
+
+
+def batch_jacobian(fn, x):
+    """J[b] = d fn(x)[b] / d x[b] for ``fn`` mapping a batch (B, ...) to (B, k) example by example:
+    shape (B, k, ...). One forward pass, the k backward passes with unit cotangents batched
+    (``is_grads_batched``); differentiable again (create_graph=True)."""
+    x = torch.as_tensor(x)
+    if not x.requires_grad:
+        x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        y = fn(x)
+        k = y.shape[-1]
+        units = torch.eye(k, dtype=y.dtype, device=y.device)[:, None, :].expand(k, *y.shape)
+        (rows,) = torch.autograd.grad(y, x, grad_outputs=units, is_grads_batched=True, create_graph=True)
+    return rows.movedim(0, 1)

@@ -41,10 +41,14 @@ class DenoisingAE(AE):
 
     def corrupt(self, x, seed=None):
         """One draw of C(x~ | x); ``seed`` (an int) makes it reproducible."""
-        seed = self.seed_generator if seed is None else seed
+        x = ops.convert_to_tensor(x, "float32")
+        # Drawn on flat rows (B, D): XLA:CPU does not vectorise a trailing channel axis of size 1.
+        noisy = self.corrupt_rows(ops.reshape(x, (ops.shape(x)[0], -1)), self.seed_generator if seed is None else seed)
+        return ops.reshape(noisy, ops.shape(x))
+
+    def corrupt_rows(self, x, seed):
         noise, level = self.hparams["noise"], self.hparams["noise_level"]
         low, high = DATA_BOUNDS.get(self.hparams["data_range"], (None, None))
-        x = ops.convert_to_tensor(x, "float32")
         if noise == "gaussian":
             noisy = x + level * keras.random.normal(ops.shape(x), seed=seed)
             return noisy if low is None else ops.clip(noisy, low, high)

@@ -15,26 +15,38 @@ def _sum_per_example(values):
     return ops.sum(ops.reshape(values, (ops.shape(values)[0], -1)), axis=-1)
 
 
+def _flat(*tensors):
+    """(B, ...) -> (B, D). Elementwise terms are computed on flat rows: an image batch ends in a
+    channel axis of size 1 for grey images, which XLA:CPU does not vectorise (~1.5x slower steps)."""
+    return [ops.reshape(t, (ops.shape(t)[0], -1)) for t in tensors]
+
+
 def bernoulli_nll(x, logits):
     """-log Bernoulli(x | sigmoid(logits)), the binary cross-entropy.
 
     Stable form: max(l, 0) - l*x + log(1 + exp(-|l|)).
     """
-    x, logits = ops.convert_to_tensor(x), ops.convert_to_tensor(logits)
+    x, logits = _flat(ops.convert_to_tensor(x), ops.convert_to_tensor(logits))
     values = ops.relu(logits) - logits * x + ops.log1p(ops.exp(-ops.abs(logits)))
     return _sum_per_example(values)
 
 
 def gaussian_nll(x, mean, log_sigma):
-    """-log N(x | mean, sigma^2) = 0.5*((x-mean)/sigma)^2 + log sigma + 0.5*log(2*pi)."""
+    """-log N(x | mean, sigma^2) = 0.5*((x-mean)/sigma)^2 + log sigma + 0.5*log(2*pi).
+
+    ``log_sigma``: a scalar or one value per entry of x."""
     x, mean, log_sigma = (ops.convert_to_tensor(v, "float32") for v in (x, mean, log_sigma))
+    x, mean = _flat(x, mean)
+    if len(ops.shape(log_sigma)) > 0:
+        (log_sigma,) = _flat(log_sigma)
     values = 0.5 * ops.square((x - mean) * ops.exp(-log_sigma)) + log_sigma + 0.5 * math.log(2 * math.pi)
     return _sum_per_example(values)
 
 
 def squared_error(x, x_hat):
     """||x - x_hat||^2 per example (the AE's MSE loss, summed over dimensions)."""
-    return _sum_per_example(ops.square(ops.convert_to_tensor(x) - ops.convert_to_tensor(x_hat)))
+    x, x_hat = _flat(ops.convert_to_tensor(x), ops.convert_to_tensor(x_hat))
+    return _sum_per_example(ops.square(x - x_hat))
 
 
 def gaussian_kl(mean, log_var):

@@ -108,16 +108,18 @@ class StackedAE(AE):
         if not epochs:
             return {}
         print(f"[kgen] greedy layer-wise pretraining: {epochs} epoch(s) per layer", file=sys.stderr)
-        layer_losses = self.pretrain(dataset, epochs, learning_rate, steps_per_epoch, self.jit_compile, verbose)
+        layer_losses = self.pretrain(dataset, epochs, learning_rate, steps_per_epoch, self.jit_compile, verbose,
+                                     steps_per_execution=self.steps_per_execution)
         return {f"layer_{i + 1}_loss": loss for i, loss in enumerate(layer_losses)}
 
     def pretrain(self, dataset, epochs: int, learning_rate: float, steps_per_epoch: int | None = None,
-                 jit_compile: bool | str = "auto", verbose: int | str = "auto") -> list[float]:
+                 jit_compile: bool | str = "auto", verbose: int | str = "auto",
+                 steps_per_execution: int = 1) -> list[float]:
         """Train each layer pair as a shallow AE on the codes below it; returns each layer's final loss."""
         final = []
         for i in range(len(self.widths)):
             trainer = LayerPretrainer(self, i)
-            trainer.compile(learning_rate=learning_rate, jit_compile=jit_compile)
+            trainer.compile(learning_rate=learning_rate, jit_compile=jit_compile, steps_per_execution=steps_per_execution)
             history = trainer.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose)
             final.append(float(history.history["loss"][-1]))
         return final
