@@ -108,7 +108,7 @@ def timed(step, batches, steps: int, block) -> float:
 
 # -- kgen -----------------------------------------------------------------------------
 def worker_kgen(name: str, steps: int) -> float:
-    import keras
+    from train_throughput import time_fit
 
     from kgen.models import get_model_class
     from kgen.train import compile_options
@@ -116,18 +116,7 @@ def worker_kgen(name: str, steps: int) -> float:
     spec = SPECS[name]
     model = get_model_class(spec.model)((28, 28, 1), seed=0, **spec.options)
     model.compile(learning_rate=LEARNING_RATE, **compile_options())  # what `kgen train` uses on this backend
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds = time.perf_counter() - self.start
-
-    timer = Timer()
-    model.fit(pipeline(), epochs=1, steps_per_epoch=64, verbose=0)
-    model.fit(pipeline(), epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer])
-    return steps * BATCH / timer.seconds
+    return time_fit(model, pipeline(), steps, warmup=64)
 
 
 # -- TensorFlow ----------------------------------------------------------------------

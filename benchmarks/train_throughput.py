@@ -66,8 +66,8 @@ def data(n: int = 1280):
 
 
 # -- workers (one per process) ------------------------------------------------------
-def _time_fit(model, dataset, steps: int) -> float:
-    """samples/s of ``model.fit`` over ``steps`` batches, after a 5-step warm-up (compilation)."""
+def time_fit(model, dataset, steps: int, warmup: int = 5) -> float:
+    """samples/s of ``model.fit`` over ``steps`` batches, after a ``warmup``-step fit (compilation)."""
     import keras
 
     class Timer(keras.callbacks.Callback):
@@ -78,7 +78,7 @@ def _time_fit(model, dataset, steps: int) -> float:
             self.seconds = time.perf_counter() - self.start
 
     timer = Timer()
-    model.fit(dataset, epochs=1, steps_per_epoch=5, verbose=0)
+    model.fit(dataset, epochs=1, steps_per_epoch=warmup, verbose=0)
     model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer])
     return steps * BATCH / timer.seconds
 
@@ -91,7 +91,7 @@ def worker_kgen(steps: int, jit: bool) -> float:
     model = VAE((28, 28, 1), seed=0, arch="conv", latent_dim=2, hidden=16)
     model.compile(learning_rate=1e-3, jit_compile=jit)
     ds = tf.data.Dataset.from_tensor_slices(data()).repeat().batch(BATCH).prefetch(tf.data.AUTOTUNE)
-    return _time_fit(model, ds, steps)
+    return time_fit(model, ds, steps)
 
 
 def _keras_io_networks(sigmoid_output: bool):
@@ -147,7 +147,7 @@ def worker_keras_io(steps: int) -> float:
     model = KerasIoVAE()
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     ds = tf.data.Dataset.from_tensor_slices(data()).repeat().batch(BATCH).prefetch(tf.data.AUTOTUNE)
-    return _time_fit(model, ds, steps)
+    return time_fit(model, ds, steps)
 
 
 def worker_tape_loop(steps: int) -> float:
