@@ -17,22 +17,22 @@ The references are what one would write by hand for each model:
     statistics, no autodiff), also computing the reconstruction error and the
     stochastic pseudo-log-likelihood that kgen logs every step.
 
-Both sides read the same tf.data pipeline (kgen's data layer; the references
-iterate it). Also measured: kgen's plain shallow AE with the contractive AE's network, to
-report what the contractive penalty costs per step, and the closed-form penalty.
+Both sides read the same tf.data pipeline (``harness.pipeline``). Also measured:
+kgen's plain shallow AE with the contractive AE's network, to report what the
+contractive penalty costs per step, and the closed-form penalty.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-BATCH = 128
+from harness import LEARNING_RATE, adam_update, jax_adam_trainer, pipeline, run_stateful, time_fit, timed
+
 PIXELS = 784
-LEARNING_RATE = 1e-3
+WARMUP = 64  # steps before timing: compilation and the input pipeline settle
 
 
 @dataclass(frozen=True)
@@ -66,19 +66,6 @@ SPECS = {
 }
 
 
-def data(n: int = 1280) -> np.ndarray:
-    return (np.random.default_rng(0).random((n, 28, 28, 1)) > 0.5).astype("float32")
-
-
-def pipeline(flat: bool = False):
-    """The tf.data pipeline both sides read: kgen through fit(), the references by iterating it
-    (as the TensorFlow and JAX tutorials do with tfds)."""
-    import tensorflow as tf
-
-    images = data().reshape(-1, PIXELS) if flat else data()
-    return tf.data.Dataset.from_tensor_slices(images).repeat().batch(BATCH).prefetch(tf.data.AUTOTUNE)
-
-
 def glorot(rng, fan_in: int, fan_out: int) -> np.ndarray:
     limit = np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, (fan_in, fan_out)).astype("float32")
@@ -94,29 +81,16 @@ def initial_layers(spec: Spec) -> list[tuple[np.ndarray, np.ndarray, str]]:
     return layers
 
 
-def timed(step, batches, steps: int, block) -> float:
-    """samples/s of ``steps`` calls of ``step(batch)`` after 64 warm-up calls; ``block`` waits for the result."""
-    for _ in range(64):
-        out = step(next(batches))
-    block(out)
-    start = time.perf_counter()
-    for _ in range(steps):
-        out = step(next(batches))
-    block(out)
-    return steps * BATCH / (time.perf_counter() - start)
-
-
 # -- kgen -----------------------------------------------------------------------------
 def worker_kgen(name: str, steps: int) -> float:
-    from train_throughput import time_fit
-
     from kgen.models import get_model_class
     from kgen.train import compile_options
 
     spec = SPECS[name]
     model = get_model_class(spec.model)((28, 28, 1), seed=0, **spec.options)
-    model.compile(learning_rate=LEARNING_RATE, **compile_options())  # what `kgen train` uses on this backend
-    return time_fit(model, pipeline(), steps, warmup=64)
+    # what `kgen train` uses on this backend, for fits of WARMUP and ``steps`` steps
+    model.compile(learning_rate=LEARNING_RATE, **compile_options(steps=(WARMUP, steps)))
+    return time_fit(model, pipeline(), steps, WARMUP)
 
 
 # -- TensorFlow ----------------------------------------------------------------------
@@ -166,7 +140,7 @@ def worker_tensorflow(name: str, steps: int) -> float:
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
 
-    return timed(step, batches, steps, float)
+    return timed(step, batches, steps, float, WARMUP)
 
 
 def tensorflow_rbm(spec: Spec, batches, optimizer, steps: int) -> float:
@@ -198,42 +172,10 @@ def tensorflow_rbm(spec: Spec, batches, optimizer, steps: int) -> float:
         pll = PIXELS * tf.reduce_mean(tf.math.log_sigmoid(free_energy(v0 + flip * (1 - 2 * v0)) - free_energy(v0)))
         return reconstruction_error + pll
 
-    return timed(step, batches, steps, float)
+    return timed(step, batches, steps, float, WARMUP)
 
 
 # -- JAX -----------------------------------------------------------------------------------
-def jax_adam_trainer(loss_fn, params):
-    """A jitted step ``state, batch -> state, loss`` of Adam(1e-3) on ``loss_fn(params, x, key)``."""
-    import jax
-    import jax.numpy as jnp
-
-    @jax.jit
-    def step(state, x):
-        params, m, v, t, key = state
-        key, subkey = jax.random.split(key)
-        loss, grads = jax.value_and_grad(loss_fn)(params, x, subkey)
-        t = t + 1
-        m = jax.tree.map(lambda a, g: 0.9 * a + 0.1 * g, m, grads)
-        v = jax.tree.map(lambda a, g: 0.999 * a + 0.001 * g * g, v, grads)
-        params = jax.tree.map(
-            lambda w, a, s: w - LEARNING_RATE * (a / (1 - 0.9**t)) / (jnp.sqrt(s / (1 - 0.999**t)) + 1e-7), params, m, v)
-        return (params, m, v, t, key), loss
-
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    return step, (params, zeros, zeros, 0.0, jax.random.key(0))
-
-
-def run_stateful(step, state, batches, steps: int) -> float:
-    """Time a ``state, batch -> state, loss`` step (JAX)."""
-    holder = {"state": state}
-
-    def call(x):
-        holder["state"], loss = step(holder["state"], x)
-        return loss
-
-    return timed(call, batches, steps, lambda loss: loss.block_until_ready())
-
-
 def worker_jax(name: str, steps: int) -> float:
     import jax
     import jax.numpy as jnp
@@ -274,7 +216,7 @@ def worker_jax(name: str, steps: int) -> float:
         return loss
 
     step, state = jax_adam_trainer(loss_fn, params)
-    return run_stateful(step, state, batches, steps)
+    return run_stateful(step, state, batches, steps, WARMUP)
 
 
 def jax_rbm(spec: Spec, batches, steps: int) -> float:
@@ -301,18 +243,14 @@ def jax_rbm(spec: Spec, batches, steps: int) -> float:
         v1 = sample(k2, jax.nn.sigmoid(sample(k1, ph0) @ W.T + b))
         ph1 = jax.nn.sigmoid(v1 @ W + c)
         grads = (-(v0.T @ ph0 - v1.T @ ph1) / x.shape[0], -jnp.mean(v0 - v1, axis=0), -jnp.mean(ph0 - ph1, axis=0))
-        t = t + 1
-        m = jax.tree.map(lambda a, g: 0.9 * a + 0.1 * g, m, grads)
-        s = jax.tree.map(lambda a, g: 0.999 * a + 0.001 * g * g, s, grads)
-        new = jax.tree.map(
-            lambda w, a, q: w - LEARNING_RATE * (a / (1 - 0.9**t)) / (jnp.sqrt(q / (1 - 0.999**t)) + 1e-7), (W, b, c), m, s)
+        new, m, s, t = adam_update((W, b, c), grads, m, s, t)
         reconstruction_error = jnp.mean(jnp.square(v0 - jax.nn.sigmoid(ph0 @ W.T + b)))
         flip = jax.nn.one_hot(jax.random.randint(k3, (x.shape[0],), 0, PIXELS), PIXELS)
         pll = PIXELS * jnp.mean(jax.nn.log_sigmoid(free_energy((W, b, c), v0 + flip * (1 - 2 * v0)) - free_energy((W, b, c), v0)))
         return (new, m, s, t, key), reconstruction_error + pll
 
     zeros = jax.tree.map(jnp.zeros_like, params)
-    return run_stateful(step, (params, zeros, zeros, 0.0, jax.random.key(0)), batches, steps)
+    return run_stateful(step, (params, zeros, zeros, 0.0, jax.random.key(0)), batches, steps, WARMUP)
 
 
 # -- PyTorch ---------------------------------------------------------------------------
@@ -364,7 +302,7 @@ def worker_torch(name: str, steps: int) -> float:
         optimizer.step()
         return loss
 
-    return timed(step, batches, steps, float)
+    return timed(step, batches, steps, float, WARMUP)
 
 
 def torch_rbm(spec: Spec, batches, steps: int) -> float:
@@ -395,7 +333,7 @@ def torch_rbm(spec: Spec, batches, steps: int) -> float:
         pll = PIXELS * torch.nn.functional.logsigmoid(free_energy(v0 + flip * (1 - 2 * v0)) - free_energy(v0)).mean()
         return reconstruction_error + pll
 
-    return timed(step, batches, steps, float)
+    return timed(step, batches, steps, float, WARMUP)
 
 
 def run_worker(implementation: str, name: str, steps: int) -> float:

@@ -18,21 +18,22 @@ timed window excludes start-up and compilation. Also measures numpy sgemm in the
 same run as the machine's ceiling and reports achieved GFLOP/s as a fraction.
 
     python benchmarks/train_throughput.py [--rounds 2] [--steps 60] [--json out.json]
-    python benchmarks/train_throughput.py --suite ae-family [--steps 300]   (benchmarks/ae_family.py)
+    python benchmarks/train_throughput.py --suite ae-family --steps 320   (benchmarks/ae_family.py; a multiple
+        of 32 keeps kgen's default of 32 steps per execution)
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
-import subprocess
 import sys
 import time
 
 import numpy as np
 
-BATCH = 128
+from harness import BATCH, WARMUP, data, jax_adam_trainer, measure, pipeline, run_stateful, time_fit, timed
 
 
 def train_flops_per_sample() -> float:
@@ -61,37 +62,15 @@ def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def data(n: int = 1280):
-    return (np.random.default_rng(0).random((n, 28, 28, 1)) > 0.5).astype("float32")
-
-
 # -- workers (one per process) ------------------------------------------------------
-def time_fit(model, dataset, steps: int, warmup: int = 5) -> float:
-    """samples/s of ``model.fit`` over ``steps`` batches, after a ``warmup``-step fit (compilation)."""
-    import keras
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds = time.perf_counter() - self.start
-
-    timer = Timer()
-    model.fit(dataset, epochs=1, steps_per_epoch=warmup, verbose=0)
-    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer])
-    return steps * BATCH / timer.seconds
-
-
 def worker_kgen(steps: int, jit: bool) -> float:
-    import tensorflow as tf
-
     from kgen.models import VAE
+    from kgen.train import compile_options
 
     model = VAE((28, 28, 1), seed=0, arch="conv", latent_dim=2, hidden=16)
-    model.compile(learning_rate=1e-3, jit_compile=jit)
-    ds = tf.data.Dataset.from_tensor_slices(data()).repeat().batch(BATCH).prefetch(tf.data.AUTOTUNE)
-    return time_fit(model, ds, steps)
+    # as `kgen train --jit/--no-jit`; steps per execution a divisor of the fits' step counts, as kgen train picks
+    model.compile(learning_rate=1e-3, **compile_options(jit, steps=(WARMUP, steps)))
+    return time_fit(model, pipeline(), steps, WARMUP)
 
 
 def _keras_io_networks(sigmoid_output: bool):
@@ -146,8 +125,7 @@ def worker_keras_io(steps: int) -> float:
 
     model = KerasIoVAE()
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    ds = tf.data.Dataset.from_tensor_slices(data()).repeat().batch(BATCH).prefetch(tf.data.AUTOTUNE)
-    return time_fit(model, ds, steps)
+    return time_fit(model, pipeline(), steps)
 
 
 def worker_tape_loop(steps: int) -> float:
@@ -172,14 +150,7 @@ def worker_tape_loop(steps: int) -> float:
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
 
-    ds = iter(tf.data.Dataset.from_tensor_slices(data()).repeat().batch(BATCH).prefetch(tf.data.AUTOTUNE))
-    for _ in range(5):
-        step(next(ds))
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = step(next(ds))
-    float(loss)
-    return steps * BATCH / (time.perf_counter() - start)
+    return timed(step, iter(pipeline()), steps, float)
 
 
 def worker_pytorch(steps: int) -> float:
@@ -213,14 +184,8 @@ def worker_pytorch(steps: int) -> float:
         optimizer.step()
         return loss
 
-    batches = [x_all[i : i + BATCH] for i in range(0, len(x_all), BATCH)]
-    for i in range(5):
-        step(batches[i % len(batches)])
-    start = time.perf_counter()
-    for i in range(steps):
-        loss = step(batches[i % len(batches)])
-    float(loss)
-    return steps * BATCH / (time.perf_counter() - start)
+    batches = itertools.cycle([x_all[i : i + BATCH] for i in range(0, len(x_all), BATCH)])
+    return timed(step, batches, steps, float)
 
 
 def worker_jax(steps: int) -> float:
@@ -254,27 +219,9 @@ def worker_jax(steps: int) -> float:
         kl = -0.5 * jnp.sum(1 + log_var - mean**2 - jnp.exp(log_var), axis=1)
         return jnp.mean(jnp.sum(bce, axis=(1, 2, 3))) + jnp.mean(kl)
 
-    @jax.jit
-    def step(p, m, v, t, x, key):
-        loss, g = jax.value_and_grad(loss_fn)(p, x, key)
-        t = t + 1
-        m = jax.tree.map(lambda a, b: 0.9 * a + 0.1 * b, m, g)
-        v = jax.tree.map(lambda a, b: 0.999 * a + 0.001 * b * b, v, g)
-        p = jax.tree.map(lambda w, a, b: w - 1e-3 * (a / (1 - 0.9**t)) / (jnp.sqrt(b / (1 - 0.999**t)) + 1e-7), p, m, v)
-        return p, m, v, t, loss
-
-    batches = [jnp.asarray(b) for b in np.split(data(), len(data()) // BATCH)]
-    m = jax.tree.map(jnp.zeros_like, params)
-    v = jax.tree.map(jnp.zeros_like, params)
-    state, key = (params, m, v, 0.0), jax.random.key(0)
-    for i in range(5):
-        *state, loss = step(*state, batches[i % len(batches)], jax.random.fold_in(key, i))
-    loss.block_until_ready()
-    start = time.perf_counter()
-    for i in range(steps):
-        *state, loss = step(*state, batches[i % len(batches)], jax.random.fold_in(key, i))
-    loss.block_until_ready()
-    return steps * BATCH / (time.perf_counter() - start)
+    step, state = jax_adam_trainer(loss_fn, params)
+    batches = itertools.cycle([jnp.asarray(b) for b in np.split(data(), len(data()) // BATCH)])
+    return run_stateful(step, state, batches, steps)
 
 
 CONFIGS = {
@@ -292,20 +239,6 @@ CONFIGS = {
 
 # The hand-written loop each backend's kgen step is judged against (the target is >= 1.0x).
 SAME_BACKEND_REFERENCE = {"tensorflow": "ref-keras-io", "jax": "ref-jax", "torch": "ref-pytorch"}
-
-
-def measure(backend: str, module: str, *args) -> float:
-    """``module.run_worker(*args)`` in a fresh process on ``backend`` (one Keras backend per process)."""
-    code = (
-        "import sys, json; sys.path.insert(0, %r); import %s as b; "
-        "print('RESULT', json.dumps(b.run_worker(*%r)))" % (os.path.dirname(os.path.abspath(__file__)), module, args)
-    )
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=1200)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    if not lines:
-        raise RuntimeError(f"{module}{args} on {backend} failed:\n{out.stderr[-3000:]}")
-    return json.loads(lines[-1][7:])
 
 
 def measure_vae(name: str, steps: int) -> float:
@@ -362,7 +295,7 @@ def ae_family_suite(args) -> dict:
             print(f"round {round_ + 1}: {key:48s} {results[key][-1]:9.0f} samples/s", file=sys.stderr)
 
     best = {key: max(values) for key, values in results.items()}
-    print(f"\nautoencoder family and RBM, batch {ae_family.BATCH}, samples/s (best of {args.rounds} interleaved rounds); "
+    print(f"\nautoencoder family and RBM, batch {BATCH}, samples/s (best of {args.rounds} interleaved rounds); "
           "kgen / hand-written reference of the same network on the same backend\n")
     print("| model | " + " | ".join(f"{b} kgen | {b} reference | {b} ratio" for b in backends) + " |")
     print("|---|" + "---|---|---|" * len(backends))

@@ -11,13 +11,9 @@ import math
 from keras import ops
 
 
-def _sum_per_example(values):
-    return ops.sum(ops.reshape(values, (ops.shape(values)[0], -1)), axis=-1)
-
-
 def _flat(*tensors):
     """(B, ...) -> (B, D). Elementwise terms are computed on flat rows: an image batch ends in a
-    channel axis of size 1 for grey images, which XLA:CPU does not vectorise (~1.5x slower steps)."""
+    channel axis of size 1 for grey images, which XLA:CPU does not vectorise (about 2x slower loss and gradient)."""
     return [ops.reshape(t, (ops.shape(t)[0], -1)) for t in tensors]
 
 
@@ -28,7 +24,7 @@ def bernoulli_nll(x, logits):
     """
     x, logits = _flat(ops.convert_to_tensor(x), ops.convert_to_tensor(logits))
     values = ops.relu(logits) - logits * x + ops.log1p(ops.exp(-ops.abs(logits)))
-    return _sum_per_example(values)
+    return ops.sum(values, axis=-1)
 
 
 def gaussian_nll(x, mean, log_sigma):
@@ -40,13 +36,13 @@ def gaussian_nll(x, mean, log_sigma):
     if len(ops.shape(log_sigma)) > 0:
         (log_sigma,) = _flat(log_sigma)
     values = 0.5 * ops.square((x - mean) * ops.exp(-log_sigma)) + log_sigma + 0.5 * math.log(2 * math.pi)
-    return _sum_per_example(values)
+    return ops.sum(values, axis=-1)
 
 
 def squared_error(x, x_hat):
     """||x - x_hat||^2 per example (the AE's MSE loss, summed over dimensions)."""
     x, x_hat = _flat(ops.convert_to_tensor(x), ops.convert_to_tensor(x_hat))
-    return _sum_per_example(ops.square(x - x_hat))
+    return ops.sum(ops.square(x - x_hat), axis=-1)
 
 
 def gaussian_kl(mean, log_var):
