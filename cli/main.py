@@ -27,7 +27,8 @@ app = typer.Typer(
 )
 
 TRAIN_FIELDS = ("dataset", "data_dir", "epochs", "batch_size", "learning_rate", "steps_per_epoch",
-                "validation_steps", "seed", "binarize", "lr_schedule", "jit", "steps_per_execution")
+                "validation_steps", "seed", "binarize", "lr_schedule", "jit", "steps_per_execution", "eval_every",
+                "classifier")
 
 
 class UsageError(Exception):
@@ -108,7 +109,7 @@ def train(
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Number of epochs. [default: 10]"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size. [default: 128]"),
     latent_dim: Optional[int] = typer.Option(None, "--latent-dim", help="Latent size (model default: `kgen list`)."),
-    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", "--lr", help="Adam learning rate. [default: 0.001]"),
+    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", "--lr", help="Learning rate of the model's optimizers. [default: per model, `kgen list`]"),
     lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="constant, or cosine decay to 1% over the run. [default: constant]"),
     steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", help="Batches per epoch. [default: one pass]"),
     validation_steps: Optional[int] = typer.Option(None, "--validation-steps", help="Test batches per validation. [default: all]"),
@@ -116,6 +117,8 @@ def train(
     binarize: Optional[bool] = typer.Option(None, "--binarize/--no-binarize", help="Dynamic binarization of [0,1] images."),
     jit: Optional[bool] = typer.Option(None, "--jit/--no-jit", help="XLA / torch.compile (default: fastest measured per backend)."),
     steps_per_execution: Optional[int] = typer.Option(None, "--steps-per-execution", help="Training steps per compiled call (default: 32 on TensorFlow and JAX, 1 on torch)."),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Log FID/KID/classifier score of 2,000 samples every N epochs (generators)."),
+    classifier: Optional[Path] = typer.Option(None, "--classifier", help="Classifier run judging samples for --eval-every. [default: newest on the dataset in the runs folder]"),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (must not exist). [default: runs/<model>-<dataset>-<time>]"),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON config (e.g. a run's config.json); options given here override it."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run from its last checkpoint (--epochs may raise the total)."),
@@ -126,7 +129,8 @@ def train(
     given = {k: v for k, v in dict(
         dataset=dataset, data_dir=data_dir, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         steps_per_epoch=steps_per_epoch, validation_steps=validation_steps, seed=seed, binarize=binarize, jit=jit,
-        steps_per_execution=steps_per_execution, lr_schedule=lr_schedule,
+        steps_per_execution=steps_per_execution, lr_schedule=lr_schedule, eval_every=eval_every,
+        classifier=str(classifier) if classifier is not None else None,
     ).items() if v is not None}
 
     def build_config() -> TrainConfig | None:
@@ -184,43 +188,67 @@ def list_models() -> None:
             default = "auto" if opt.default is None else opt.default
             choices = f" {{{'|'.join(map(str, opt.choices))}}}" if opt.choices else ""
             typer.echo(f"    --{opt.name.replace('_', '-'):<14} {opt.type.__name__}{choices}  default {default}  {opt.help}")
+        typer.echo(f"    learning rate {cls.default_learning_rate:g}")
         typer.echo("")
     defaults = TrainConfig(model="")
     typer.echo("training options (every model): " + ", ".join(
-        f"--{f.replace('_', '-')} {getattr(defaults, f)}" for f in TRAIN_FIELDS if f not in ("data_dir",)
+        f"--{f.replace('_', '-')} {getattr(defaults, f)}" for f in TRAIN_FIELDS if f not in ("data_dir", "learning_rate")
     ))
 
 
 @app.command(help="Draw samples from a trained generative model and save them as a PNG grid.")
 def sample(
     run: Path = typer.Argument(..., help="Run directory."),
-    n: int = typer.Option(64, "--n", "-n", help="Number of samples."),
+    n: int = typer.Option(64, "--n", "-n", help="Number of samples (conditional models: one column per class)."),
     out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="Output PNG file."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same samples)."),
+    label: Optional[int] = typer.Option(None, "--label", help="Conditional models (cgan): draw only this class."),
+    interpolate: bool = typer.Option(False, "--interpolate", help="Latent interpolations instead: 8 rows of 10 steps (slerp)."),
+    traverse: bool = typer.Option(False, "--traverse", help="InfoGAN: code-traversal grids (OUT-categorical.png, OUT-continuous_1.png, ...)."),
 ) -> None:
-    def draw() -> Path:
+    def draw() -> list[Path]:
         if n < 1:
             raise UsageError(f"--n must be >= 1, got {n}")
         if out.suffix.lower() != ".png":
             raise UsageError(f"--out must be a .png file, got {out}")
         if out.is_dir():
             raise UsageError(f"--out {out} is a directory")
+        if interpolate and traverse:
+            raise UsageError("choose one of --interpolate and --traverse")
         from keras import ops
 
-        from kgen import images
+        from kgen import images, sampling
         from kgen.train import load_model
 
         model = load_model(run)
-        if not hasattr(model, "sample"):
-            raise UsageError(f"model '{model.model_name}' in {run} cannot sample (it has no prior); try a vae")
-        shown = images.to_display(ops.convert_to_numpy(model.sample(n, seed=seed)), model.hparams["data_range"])
-        if shown is None:
-            raise UsageError(f"samples of shape {model.data_shape} are not images")
+        if not sampling.can_sample(model):
+            raise UsageError(f"model '{model.model_name}' in {run} cannot sample (it has no prior); try a gan or vae")
+        if label is not None and not sampling.is_conditional(model):
+            raise UsageError(f"--label is for conditional models (cgan); '{model.model_name}' is not one")
+        if traverse and not hasattr(model, "traversal_grids"):
+            raise UsageError(f"--traverse is for models with codes (infogan); '{model.model_name}' has none")
+        columns, grids = None, {}
+        if interpolate:
+            grids[out] = (sampling.interpolation_grid(model, seed=seed, labels=label), 10)
+        elif traverse:
+            grids = {out.with_name(f"{out.stem}-{name}.png"): grid for name, grid in model.traversal_grids(seed).items()}
+        else:
+            labels = label
+            if sampling.is_conditional(model) and label is None:
+                columns = model.num_classes
+                labels = [i % columns for i in range(n)]
+            grids[out] = (sampling.sample_batches(model, n, seed, labels), columns)
+        written = []
         out.parent.mkdir(parents=True, exist_ok=True)
-        return images.save_png(images.grid(shown), out)
+        for path, (batch, cols) in grids.items():
+            shown = images.to_display(ops.convert_to_numpy(batch), model.hparams["data_range"])
+            if shown is None:
+                raise UsageError(f"samples of shape {model.data_shape} are not images")
+            written.append(images.save_png(images.grid(shown, columns=cols), path))
+        return written
 
-    path = run_guarded(draw)
-    typer.echo(f"wrote {n} samples to {path}")
+    for path in run_guarded(draw):
+        typer.echo(f"wrote {path}")
 
 
 def _load_run_model(run: Path):
@@ -251,14 +279,17 @@ def encode(
     typer.echo(f"wrote codes of {count} {split} examples to {path}")
 
 
-@app.command(help="Reconstruction error (MSE, BCE), PSNR, denoising gain, PCA angles (linear_ae) on a split; "
-             "printed and written to the run's metrics.json.")
+@app.command(help="Reconstruction error (MSE, BCE), PSNR, denoising gain, PCA angles (linear_ae), accuracy "
+             "(classifier), FID/KID/classifier score/mode coverage (generators) on a split; printed and written to "
+             "the run's metrics.json.")
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory."),
     split: str = typer.Option("test", "--split", help="train or test."),
     scores: Optional[Path] = typer.Option(None, "--scores", help="Write per-example metrics and anomaly scores (.csv)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N examples."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the corruption for denoising models."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the corruption (denoising models) and of the samples (generators)."),
+    n: int = typer.Option(10_000, "--n", help="Generators: number of samples judged."),
+    classifier: Optional[Path] = typer.Option(None, "--classifier", help="Classifier run whose features judge the samples (FID, KID). [default: newest on the dataset beside RUN]"),
 ) -> None:
     from kgen import evaluate as kgen_evaluate
 
@@ -266,13 +297,14 @@ def evaluate(
         if scores is not None and scores.exists():
             raise UsageError(f"{scores} exists; choose another --scores file")
         run_, model = _load_run_model(run)
-        return kgen_evaluate.evaluate(model, run_, split, scores=scores, seed=seed, limit=limit)
+        return kgen_evaluate.evaluate(model, run_, split, scores=scores, seed=seed, limit=limit,
+                                      classifier=classifier, n=n)
 
     summary = run_guarded(compute)
     width = max(map(len, summary))
     typer.echo(f"{'metric':<{width}}  {split}")
     for name, value in summary.items():
-        typer.echo(f"{name:<{width}}  {value:.6g}")
+        typer.echo(f"{name:<{width}}  {value if isinstance(value, str) else format(value, '.6g')}")
     if scores is not None:
         typer.echo(f"per-example scores: {scores}")
 

@@ -7,7 +7,7 @@ import math
 import keras
 import numpy as np
 
-from kgen import images
+from kgen import images, sampling
 from kgen.runs import Run
 
 
@@ -15,6 +15,7 @@ class ImageGrids(keras.callbacks.Callback):
     """Each epoch: the model's image grids, in TensorBoard (``<log_dir>/images``) and as PNG.
 
     - ``samples``: draws from the prior (models with ``sample``), fixed seed so epochs compare;
+      ``interpolation`` (latent walks) and InfoGAN's ``traversal_*`` code grids;
     - ``reconstructions``: input/reconstruction pairs of the first 16 ``inputs``;
     - ``denoising``: noisy / denoised / clean rows (models with ``corrupt``);
     - ``codes``: the 2-D projection of all ``inputs``' codes coloured by ``labels``
@@ -35,9 +36,7 @@ class ImageGrids(keras.callbacks.Callback):
         data_range = model.hparams.get("data_range", "unit")
         out = {}
         if hasattr(model, "sample"):
-            samples = images.to_display(keras.ops.convert_to_numpy(model.sample(self.n_samples, seed=self.seed)), data_range)
-            if samples is not None:
-                out["samples"] = images.grid(samples)
+            out.update(self.generator_grids(model, data_range))
         if self.inputs is None:
             return out
         shown = self.inputs[:16]
@@ -58,6 +57,26 @@ class ImageGrids(keras.callbacks.Callback):
             out["codes"] = code_scatter(model, self.inputs, self.labels)
         return out
 
+    def generator_grids(self, model, data_range: str) -> dict[str, np.ndarray]:
+        """Fixed-noise samples (one column per class for conditional models), a latent
+        interpolation and, for InfoGAN, the code traversals."""
+        n, columns, labels = self.n_samples, None, None
+        if sampling.is_conditional(model):
+            columns = model.num_classes
+            n = columns * max(1, self.n_samples // columns)
+            labels = np.arange(n) % columns
+        batches = {"samples": (sampling.sample_batches(model, n, self.seed, labels), columns)}
+        if hasattr(model, "sample_latent") and hasattr(model, "generate"):
+            batches["interpolation"] = (sampling.interpolation_grid(model, seed=self.seed), 10)
+        if hasattr(model, "traversal_grids"):
+            batches.update({f"traversal_{name}": grid for name, grid in model.traversal_grids(self.seed).items()})
+        out = {}
+        for name, (batch, cols) in batches.items():
+            shown = images.to_display(keras.ops.convert_to_numpy(batch), data_range)
+            if shown is not None:
+                out[name] = images.grid(shown, columns=cols)
+        return out
+
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
 
@@ -76,8 +95,26 @@ class ImageGrids(keras.callbacks.Callback):
                 images.save_png(image, self.samples_dir / f"{name}-epoch-{epoch + 1:04d}.png")
 
 
+class SampleQuality(keras.callbacks.Callback):
+    """Every ``every`` epochs: FID, KID and classifier score of ``n`` samples against ``real``
+    (held-out images scaled as ``judge`` was trained), added to the epoch's logs, so
+    TensorBoard shows them (``epoch_fid``, ...) and metrics.json keeps them."""
+
+    def __init__(self, judge, real: np.ndarray, every: int, n: int = 2000, seed: int = 0):
+        super().__init__()
+        self.judge, self.real, self.every, self.n, self.seed = judge, real, every, n, seed
+
+    def on_epoch_end(self, epoch, logs=None):
+        from kgen.metrics import sample_quality
+
+        if logs is None or (epoch + 1) % self.every:
+            return
+        report = sample_quality(self.model, self.judge, self.real, self.n, self.seed, kid_subset=min(1000, self.n))
+        logs.update({name: report[name] for name in ("fid", "kid", "classifier_score")})
+
+
 class NaNGuard(keras.callbacks.Callback):
-    """Stops training at the first non-finite loss; the epoch is then not checkpointed."""
+    """Stops training at the first non-finite loss or metric; the epoch is then not checkpointed."""
 
     def __init__(self):
         super().__init__()
@@ -88,8 +125,8 @@ class NaNGuard(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
+        # Every logged value: a GAN has no single "loss" (d_loss, g_loss, ...).
+        if any(not math.isfinite(float(v)) for v in (logs or {}).values()):
             self.failed_at = (self._epoch + 1, batch + 1)
             self.model.stop_training = True
 

@@ -10,6 +10,7 @@ The anomaly score of an example is its reconstruction MSE.
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 import keras
@@ -17,9 +18,9 @@ import numpy as np
 from scipy.linalg import subspace_angles
 
 from kgen import data as kgen_data
-from kgen import images
+from kgen import images, sampling
 from kgen.models.base import DATA_BOUNDS
-from kgen.runs import Run, atomic_write
+from kgen.runs import Run, atomic_write, latest_run
 
 PEAK = {name: high - low for name, (low, high) in DATA_BOUNDS.items()}
 SPLITS = ("train", "test")
@@ -111,15 +112,80 @@ def pseudo_log_likelihood(model, x: np.ndarray) -> np.ndarray:
 
 
 def evaluate(model, run: Run, split: str = "test", scores: str | Path | None = None, seed: int = 0,
-             limit: int | None = None) -> dict[str, float]:
-    """Evaluate a trained autoencoder-family model on a split; returns (and records) the summary."""
-    if not hasattr(model, "reconstruct"):
-        raise ValueError(f"model '{model.model_name}' does not reconstruct; `kgen evaluate` for it is not available")
+             limit: int | None = None, classifier: str | Path | None = None, n: int = 10_000) -> dict:
+    """Evaluate a trained model on a split; returns (and records in metrics.json) the summary.
+
+    Autoencoders: reconstruction figures. Classifiers: accuracy. Generators (models that
+    sample but do not reconstruct, or any that samples when ``classifier`` is given): FID,
+    KID, classifier score and mode coverage of ``n`` samples against the split, in the
+    feature space of a kgen ``classifier`` run (default: the newest one on the same dataset
+    beside ``run``), with the real-vs-real floor.
+    """
     check_split(split)
-    data_range = model.hparams.get("data_range", "unit")
+    generative = sampling.can_sample(model) and (classifier is not None or not hasattr(model, "reconstruct"))
+    if classifier is not None and not sampling.can_sample(model):
+        raise ValueError(f"model '{model.model_name}' cannot sample, so there is nothing to compare with the "
+                         "data; --classifier is for generators (gan, vae, ...)")
+    if not (hasattr(model, "reconstruct") or hasattr(model, "predict_proba") or generative):
+        raise ValueError(f"`kgen evaluate` has no figures for model '{model.model_name}'")
+    if scores is not None and not hasattr(model, "reconstruct"):
+        raise ValueError(f"--scores writes reconstruction errors; model '{model.model_name}' does not reconstruct")
+    if n < 2:
+        raise ValueError(f"--n must be >= 2, got {n}")
     config = run.config()
     loaded = kgen_data.load_dataset(config["dataset"], config.get("data_dir"))
     x, labels = split_arrays(run, split, limit, loaded)
+    summary: dict = {}
+    if hasattr(model, "reconstruct"):
+        summary.update(reconstruction_summary(model, run, split, x, labels, scores, seed, loaded))
+    if hasattr(model, "predict_proba"):
+        predicted = batched(model.predict_proba, x).argmax(axis=1)
+        summary["accuracy"] = float(np.mean(predicted == labels))
+        summary["error_rate"] = 1.0 - summary["accuracy"]
+    if generative:
+        summary.update(generative_summary(model, run, x, classifier, n, seed))
+    run.record(summary, "evaluation", split)
+    return summary
+
+
+def find_classifier(run: Run, classifier: str | Path | None) -> Run:
+    """The classifier run to judge ``run``'s samples with: the one given, else the newest
+    ``classifier`` run on the same dataset in the same runs folder."""
+    if classifier is not None:
+        found = Run.open(classifier)
+        if found.config()["model"] != "classifier":
+            raise ValueError(f"--classifier {classifier} is a '{found.config()['model']}' run, not a classifier")
+        return found
+    dataset = run.config()["dataset"]
+    found = latest_run("classifier", dataset, run.path.parent)
+    if found is None:
+        raise ValueError(f"no classifier run on '{dataset}' in {run.path.parent}; train one with "
+                         f"`kgen train classifier --dataset {dataset}` or pass --classifier RUN")
+    return found
+
+
+def generative_summary(model, run: Run, x: np.ndarray, classifier: str | Path | None, n: int, seed: int) -> dict:
+    """Sample-quality figures of a generator against the real images x (in the model's range)."""
+    from kgen.metrics import real_floor, rescale, sample_quality
+    from kgen.train import load_model
+
+    classifier_run = find_classifier(run, classifier)
+    judge = load_model(classifier_run)
+    if not hasattr(judge, "features"):
+        raise ValueError(f"{classifier_run.path} has no feature layer to compare samples in")
+    if classifier_run.config()["dataset"] != run.config()["dataset"]:
+        print(f"[kgen] warning: the classifier was trained on {classifier_run.config()['dataset']!r}, the generator "
+              f"on {run.config()['dataset']!r}", file=sys.stderr)
+    print(f"[kgen] judging {n} samples with the classifier {classifier_run.path}", file=sys.stderr)
+    real = rescale(x, model.hparams["data_range"], judge.hparams["data_range"])
+    return {**sample_quality(model, judge, real, n, seed), **real_floor(judge, real, seed),
+            "classifier": str(classifier_run.path)}
+
+
+def reconstruction_summary(model, run: Run, split: str, x: np.ndarray, labels: np.ndarray, scores, seed: int,
+                           loaded) -> dict[str, float]:
+    """Reconstruction error, the denoising gain, an RBM's pseudo-likelihood, a linear AE's PCA angles."""
+    data_range = model.hparams.get("data_range", "unit")
     per_example = reconstruction_errors(x, batched(model.reconstruct, x), data_range)
     summary = {f"reconstruction_{name}": float(np.mean(values)) for name, values in per_example.items()}
     if hasattr(model, "corrupt") and data_range in PEAK:
@@ -137,7 +203,6 @@ def evaluate(model, run: Run, split: str = "test", scores: str | Path | None = N
         summary["pca_mean_angle_degrees"] = float(angles.mean())
     if scores is not None:
         write_scores(Path(scores), labels, per_example)
-    run.record(summary, "evaluation", split)
     return summary
 
 

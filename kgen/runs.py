@@ -146,10 +146,24 @@ class Run:
         write_json(self.metrics_path, metrics)
 
     def record(self, results: dict, *section: str) -> None:
-        """Store ``results`` (as floats) in metrics.json under ``section``, e.g. ("evaluation", "test")."""
+        """Store ``results`` (numbers as floats) in metrics.json under ``section``, e.g. ("evaluation", "test")."""
         metrics = self.metrics()
         parent = metrics
         for key in section[:-1]:
             parent = parent.setdefault(key, {})
-        parent[section[-1]] = {k: float(v) for k, v in results.items()}
+        parent[section[-1]] = {k: v if isinstance(v, str) else float(v) for k, v in results.items()}
         write_json(self.metrics_path, metrics)
+
+
+def latest_run(model: str, dataset: str | None = None, root: str | Path = "runs") -> Run | None:
+    """The newest completed run of ``model`` (on ``dataset``, when given) under ``root``, or None."""
+    found = []
+    for config_path in Path(root).glob("*/config.json"):
+        run = Run(config_path.parent)
+        try:
+            config = run.config()
+        except RunError:
+            continue
+        if config.get("model") == model and run.model_path.is_file() and dataset in (None, config.get("dataset")):
+            found.append((run.model_path.stat().st_mtime, run))
+    return max(found, key=lambda item: item[0])[1] if found else None

@@ -26,6 +26,8 @@ DEFAULT_STEPS_PER_EXECUTION = {"tensorflow": 32, "jax": 32, "torch": 1}
 
 
 LR_SCHEDULES = ("constant", "cosine")
+# Samples (and held-out images) behind the FID logged during training with --eval-every.
+EVAL_SAMPLES = 2000
 
 
 def learning_rate(config: "TrainConfig", num_train: int | None):
@@ -65,7 +67,7 @@ class TrainConfig:
     data_dir: str | None = None
     epochs: int = 10
     batch_size: int = 128
-    learning_rate: float = 1e-3
+    learning_rate: float | None = None  # None: the model's default_learning_rate
     steps_per_epoch: int | None = None
     validation_steps: int | None = None
     seed: int = 0
@@ -73,6 +75,8 @@ class TrainConfig:
     lr_schedule: str = "constant"
     jit: bool | None = None
     steps_per_execution: int | None = None
+    eval_every: int | None = None  # epochs between FID/KID evaluations during training
+    classifier: str | None = None  # the classifier run that judges samples (default: the newest on the dataset)
     model_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -80,7 +84,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        for name in ("steps_per_epoch", "validation_steps", "steps_per_execution"):
+        for name in ("steps_per_epoch", "validation_steps", "steps_per_execution", "eval_every"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -93,9 +97,15 @@ class TrainConfig:
                                  f"--{name.replace('_', '-')} {value}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got '{self.lr_schedule}'")
+        cls = get_model_class(self.model)
+        if self.eval_every and not hasattr(cls, "sample"):
+            raise ValueError(f"--eval-every measures samples; model '{self.model}' cannot sample")
+        if self.classifier is not None and not self.eval_every:
+            raise ValueError("--classifier is used with --eval-every N (FID during training)")
+        if self.learning_rate is None:
+            self.learning_rate = cls.default_learning_rate
         if not self.learning_rate > 0:
             raise ValueError(f"--learning-rate must be > 0, got {self.learning_rate}")
-        cls = get_model_class(self.model)
         options = {o.name: o for o in cls.options}
         for name, value in self.model_options.items():
             if name not in options or name == "data_range":
@@ -112,9 +122,14 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def build_model(config: TrainConfig, input_shape, data_range: str, num_train: int | None = None):
+def build_model(config: TrainConfig, input_shape, data_range: str, num_train: int | None = None,
+                num_classes: int | None = None):
+    """The model of a run, compiled; ``num_classes`` (the dataset's) fills a model's --num-classes when not given."""
     cls = get_model_class(config.model)
-    model = cls(tuple(input_shape), seed=config.seed, data_range=data_range, **config.model_options)
+    options = dict(config.model_options)
+    if any(o.name == "num_classes" for o in cls.options) and options.get("num_classes") is None:
+        options["num_classes"] = num_classes
+    model = cls(tuple(input_shape), seed=config.seed, data_range=data_range, **options)
     model.compile(learning_rate=learning_rate(config, num_train), **compile_options(
         config.jit, config.steps_per_execution, (config.steps_per_epoch, config.validation_steps)))
     return model
@@ -161,7 +176,7 @@ def train(
     data = kgen_data.load_dataset(config.dataset, config.data_dir)
     cls = get_model_class(config.model)
     data_range = kgen_data.data_range_for(data, cls.data_range)
-    model = build_model(config, data.shape, data_range, data.num_train)
+    model = build_model(config, data.shape, data_range, data.num_train, data.num_classes)
 
     if resume is None:
         run = Run(create_run_dir(config.model, config.dataset, run_dir, runs_root))
@@ -186,6 +201,7 @@ def train(
     nan_guard = kgen_callbacks.NaNGuard()
     callbacks = [
         nan_guard,
+        *sample_quality_callbacks(config, run, model, data),
         kgen_callbacks.Checkpoint(run, nan_guard),
         keras.callbacks.TensorBoard(log_dir=str(run.log_dir), write_graph=False),
         kgen_callbacks.ImageGrids(run.log_dir / "images", run.samples_dir, inputs=grid_inputs, labels=grid_labels,
@@ -215,6 +231,23 @@ def train(
         results = model.evaluate(test_ds, steps=config.validation_steps, verbose=0, return_dict=True)
         run.record(results, "final")
     return run
+
+
+def sample_quality_callbacks(config: TrainConfig, run: Run, model, data) -> list:
+    """With --eval-every N: the callback logging FID/KID/classifier score every N epochs."""
+    if not config.eval_every:
+        return []
+    from kgen.evaluate import find_classifier, split_arrays
+    from kgen.metrics import rescale
+    from kgen.metrics.report import check_compatible
+
+    classifier_run = find_classifier(run, config.classifier)
+    judge = load_model(classifier_run)
+    check_compatible(model, judge)
+    real, _ = split_arrays(run, "test" if data.test is not None else "train", EVAL_SAMPLES, data)
+    real = rescale(real, model.hparams["data_range"], judge.hparams["data_range"])
+    print(f"[kgen] FID every {config.eval_every} epochs, judged by {classifier_run.path}", file=sys.stderr)
+    return [kgen_callbacks.SampleQuality(judge, real, config.eval_every, n=EVAL_SAMPLES, seed=config.seed)]
 
 
 def load_model(run: "Run | str | Path") -> keras.Model:

@@ -124,8 +124,17 @@ class PhasedTrainerBase(keras.Model):
         for name, value in metrics.items():
             self._trackers[name].update_state(value)
 
-    def _tracker_results(self) -> dict:
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
+    def _track_gradient_norm(self, phase: Phase, grads) -> None:
+        """Log ``<phase>_grad_norm`` (the global L2 norm of the phase's gradients) when the model asks for it."""
+        name = f"{phase.name}_grad_norm"
+        if name in self._trackers:
+            self._trackers[name].update_state(
+                keras.ops.sqrt(sum(keras.ops.sum(keras.ops.square(g)) for g in grads if g is not None)))
+
+    def _tracker_results(self, training: bool = True) -> dict:
+        """Tracker values; gradient norms only exist in training (test steps take no gradients)."""
+        return {name: tracker.result() for name, tracker in self._trackers.items()
+                if training or not name.endswith("_grad_norm")}
 
     def _evaluate_phases(self, data) -> None:
         """Each phase's loss and metrics without gradients (validation / evaluate)."""
@@ -136,4 +145,4 @@ class PhasedTrainerBase(keras.Model):
     def test_step(self, data):
         """TF and torch (which already runs it under no_grad); the JAX shell overrides it."""
         self._evaluate_phases(data)
-        return self._tracker_results()
+        return self._tracker_results(training=False)

@@ -60,14 +60,15 @@ class PhasedTrainer(PhasedTrainerBase):
         updates = [(v, scope.get_current_value(v)) for v in self.non_trainable_variables]
         return loss, (metrics, [(v, u) for v, u in updates if u is not None])
 
-    def _update_trackers_stateless(self, state, metrics):
+    def _update_trackers_stateless(self, state, phase, metrics, grads):
         with StatelessScope(state_mapping=state.mapping(self.metrics_variables)) as scope:
             self._update_trackers(metrics)
+            self._track_gradient_norm(phase, grads)
         state.collect(scope, self.metrics_variables)
 
-    def _logs(self, state):
+    def _logs(self, state, training: bool = True):
         with StatelessScope(state_mapping=state.mapping(self.metrics_variables)):
-            return self._tracker_results()
+            return self._tracker_results(training)
 
     def train_step(self, state, data):
         trainable, non_trainable, optimizer_values, metric_values = state
@@ -90,7 +91,7 @@ class PhasedTrainer(PhasedTrainerBase):
                 )
                 state.set(phase.variables, new_params)
                 state.set(optimizer.variables, new_optimizer_values)
-                self._update_trackers_stateless(state, metrics)
+                self._update_trackers_stateless(state, phase, metrics, grads)
         iterations = self.optimizer.iterations
         state.set([iterations], [state.get([iterations])[0] + 1])
         logs = self._logs(state)
@@ -110,7 +111,7 @@ class PhasedTrainer(PhasedTrainerBase):
         with StatelessScope(state_mapping=state.mapping(self._model_variables() + self.metrics_variables)) as scope:
             self._evaluate_phases(data)
         state.collect(scope, self.non_trainable_variables + self.metrics_variables)
-        logs = self._logs(state)
+        logs = self._logs(state, training=False)
         return logs, (
             state.get(self.trainable_variables),
             state.get(self.non_trainable_variables),

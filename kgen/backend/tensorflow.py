@@ -19,6 +19,7 @@ class PhasedTrainer(PhasedTrainerBase):
                 grads = tape.gradient(loss, phase.variables)
                 optimizer.apply(grads, phase.variables)
                 self._update_trackers(metrics)
+                self._track_gradient_norm(phase, grads)
         self.optimizer.iterations.assign_add(1)
         return self._tracker_results()
 

@@ -22,6 +22,7 @@ class PhasedTrainer(PhasedTrainerBase):
                 with torch.no_grad():
                     optimizer.apply(grads, phase.variables)
                 self._update_trackers({k: v.detach() for k, v in metrics.items()})
+                self._track_gradient_norm(phase, [g.detach() for g in grads])
         with torch.no_grad():
             self.optimizer.iterations.assign_add(1)
         return self._tracker_results()

@@ -73,6 +73,8 @@ class PhasedModel(PhasedTrainer):
     description: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
     data_range: ClassVar[str] = "unit"
+    # The rate `kgen train` uses when --learning-rate is not given (GANs want smaller ones).
+    default_learning_rate: ClassVar[float] = 1e-3
 
     def __init__(self, input_shape: tuple[int, ...], seed: int | None = None, **kwargs):
         super().__init__(name=kwargs.pop("name", self.model_name))
@@ -102,8 +104,12 @@ class PhasedModel(PhasedTrainer):
         keys = dict.fromkeys(p.optimizer for p in self.phases)
         return {key: keras.optimizers.Adam(learning_rate) for key in keys}
 
-    def compile(self, learning_rate: float = 1e-3, optimizers: dict | None = None, **kwargs) -> None:
-        """Give every phase its optimizer (``optimizers`` maps phase optimizer keys to optimizers)."""
+    def compile(self, learning_rate=None, optimizers: dict | None = None, **kwargs) -> None:
+        """Give every phase its optimizer (``optimizers`` maps phase optimizer keys to optimizers).
+
+        ``learning_rate`` (a float or a schedule) defaults to the model's ``default_learning_rate``.
+        """
+        learning_rate = self.default_learning_rate if learning_rate is None else learning_rate
         optimizers = optimizers or self.default_optimizers(learning_rate)
         container = optimizers if isinstance(optimizers, PhaseOptimizers) else PhaseOptimizers(optimizers)
         self._learning_rate = learning_rate
@@ -111,7 +117,7 @@ class PhasedModel(PhasedTrainer):
         container.build_phases(self.phases)
 
     def get_compile_config(self) -> dict:
-        return {"learning_rate": getattr(self, "_learning_rate", 1e-3)}
+        return {"learning_rate": getattr(self, "_learning_rate", self.default_learning_rate)}
 
     def compile_from_config(self, config: dict) -> None:
         self.compile(**config)

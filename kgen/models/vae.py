@@ -62,10 +62,17 @@ class VAE(AE):
         mean, _ = self.encode(x, training)
         return self.decode(mean, training)
 
+    def sample_latent(self, n: int, seed: int | None = None):
+        """z ~ N(0, I), the prior; ``seed`` makes the draw reproducible."""
+        return keras.random.normal((n, self.latent_dim), seed=seed if seed is not None else self.seed_generator)
+
+    def generate(self, latent, condition=None):
+        """The decoder mean at given latents (the VAE is unconditional: ``condition`` must be None)."""
+        return self.decode(latent)
+
     def sample(self, n: int, seed: int | None = None):
         """n draws of the decoder mean at z ~ N(0, I); ``seed`` makes them reproducible."""
-        z = keras.random.normal((n, self.latent_dim), seed=seed if seed is not None else self.seed_generator)
-        return self.decode(z)
+        return self.generate(self.sample_latent(n, seed))
 
     def reconstruction_nll(self, x, logits):
         if self.loss_kind == "bernoulli":

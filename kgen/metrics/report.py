@@ -1,0 +1,83 @@
+"""A generator judged by a domain classifier: FID, KID, classifier score, mode coverage,
+and the same figures for real data (two halves of the test split) as the floor."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kgen import sampling
+from kgen.metrics.generative import classifier_score, fid, kid, mode_coverage
+from kgen.models.base import DATA_BOUNDS
+
+
+def rescale(x: np.ndarray, from_range: str, to_range: str) -> np.ndarray:
+    """Images from one bounded data range to another ([0, 1] <-> [-1, 1]), clipped to it."""
+    if from_range == to_range:
+        return x
+    if from_range not in DATA_BOUNDS or to_range not in DATA_BOUNDS:
+        raise ValueError(f"cannot compare data scaled as {from_range!r} with a classifier trained on {to_range!r} data")
+    (low, high), (to_low, to_high) = DATA_BOUNDS[from_range], DATA_BOUNDS[to_range]
+    unit = np.clip((x - low) / (high - low), 0.0, 1.0)
+    return (to_low + unit * (to_high - to_low)).astype(np.float32)
+
+
+def classifier_outputs(classifier, x: np.ndarray, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """(penultimate features, class probabilities) of x, already in the classifier's range."""
+    from kgen.evaluate import batched
+
+    features = batched(lambda b: classifier.features(b), x, batch_size)
+    probabilities = batched(lambda b: classifier.predict_proba(b), x, batch_size)
+    return features.astype(np.float64), probabilities.astype(np.float64)
+
+
+def check_compatible(generator, classifier) -> None:
+    if tuple(generator.data_shape) != tuple(classifier.data_shape):
+        raise ValueError(f"the classifier takes images of shape {tuple(classifier.data_shape)}, the generator "
+                         f"makes {tuple(generator.data_shape)}: train a classifier on the generator's dataset")
+
+
+def sample_quality(generator, classifier, real_x: np.ndarray, n: int = 10_000, seed: int = 0,
+                   kid_subset: int = 1000) -> dict[str, float]:
+    """FID/KID between n samples and ``real_x`` (the test split, scaled as the classifier was trained),
+    classifier score and mode coverage of the samples; conditional generators add the fraction of
+    samples classified as the label they were drawn for."""
+    check_compatible(generator, classifier)
+    labels = None
+    if sampling.is_conditional(generator):
+        labels = np.arange(n) % generator.num_classes
+    samples = sampling.sample_batches(generator, n, seed, labels)
+    samples = rescale(samples, generator.hparams["data_range"], classifier.hparams["data_range"])
+    fake_features, fake_probabilities = classifier_outputs(classifier, samples)
+    real_features, _ = classifier_outputs(classifier, real_x)
+    predicted = fake_probabilities.argmax(axis=1)
+    covered, mode_kl = mode_coverage(predicted, classifier.num_classes)
+    kid_mean, kid_std = kid(fake_features, real_features, subset_size=kid_subset, seed=seed)
+    report = {
+        "fid": fid(fake_features, real_features),
+        "kid": kid_mean,
+        "kid_std": kid_std,
+        "classifier_score": classifier_score(fake_probabilities),
+        "modes_covered": float(covered),
+        "mode_kl": mode_kl,
+        "samples": float(n),
+    }
+    if labels is not None:
+        report["label_accuracy"] = float(np.mean(predicted == labels))
+    return report
+
+
+def real_floor(classifier, real_x: np.ndarray, seed: int = 0, kid_subset: int = 1000) -> dict[str, float]:
+    """The figures between two random halves of the real test split: what a perfect generator
+    would score with this many samples (FID has a positive bias that shrinks with n)."""
+    order = np.random.default_rng(seed).permutation(len(real_x))
+    half = len(real_x) // 2
+    features, probabilities = classifier_outputs(classifier, real_x)
+    a, b = features[order[:half]], features[order[half : 2 * half]]
+    return {
+        "fid_real_floor": fid(a, b),
+        "kid_real_floor": kid(a, b, subset_size=kid_subset, seed=seed)[0],
+        "classifier_score_real": classifier_score(probabilities),
+    }
+
+
+__all__ = ["check_compatible", "classifier_outputs", "real_floor", "rescale", "sample_quality"]
