@@ -263,6 +263,11 @@ def _first_train_images(run_dir):
     (["train", "denoising_ae", "--noise", "speckle"], "--noise must be one of"),
     (["train", "sparse_ae", "--rho", "2"], "--rho must be strictly between 0 and 1"),
     (["train", "contractive_ae", "--weight", "-1"], "--weight must be >= 0"),
+    (["train", "gan", "--g-loss", "wasserstein"], "--g-loss must be one of non-saturating, minimax"),
+    (["train", "gan", "--d-steps", "0"], "--d-steps must be >= 1"),
+    (["train", "wgan", "--n-critic", "0"], "--n-critic must be >= 1"),
+    (["train", "ae", "--eval-every", "1"], "model 'ae' cannot sample"),
+    (["train", "dcgan", "--eval-every", "0"], "--eval-every must be >= 1"),
 ])
 def test_family_bad_options_exit_2(idx_folder, tmp_path, args, message):
     result = invoke(*args, "--dataset", idx_folder, "--run-dir", tmp_path / "r", "--epochs", 1)
