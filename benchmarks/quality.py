@@ -27,7 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KGEN = [sys.executable, "-m", "cli.main"]
-FIGURES = ("fid", "kid", "classifier_score", "modes_covered", "label_accuracy", "fid_real_floor", "kid_real_floor")
+FIGURES = ("fid", "kid", "classifier_score", "modes_covered", "label_accuracy", "fid_real_floor", "kid_real_floor",
+           "classifier_score_real")
 
 
 def kgen(args: list[str], backend: str) -> float:
