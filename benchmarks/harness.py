@@ -23,12 +23,14 @@ def data(n: int = 1280) -> np.ndarray:
     return (np.random.default_rng(0).random((n, 28, 28, 1)) > 0.5).astype("float32")
 
 
-def pipeline(flat: bool = False):
+def pipeline(flat: bool = False, symmetric: bool = False):
     """The tf.data pipeline kgen reads through fit() and the TF/JAX/PyTorch references iterate
-    (as the TensorFlow and JAX tutorials do with tfds)."""
+    (as the TensorFlow and JAX tutorials do with tfds); ``symmetric``: pixels in [-1, 1] (GANs)."""
     import tensorflow as tf
 
-    images = data().reshape(len(data()), -1) if flat else data()
+    images = data()
+    images = images.reshape(len(images), -1) if flat else images
+    images = 2.0 * images - 1.0 if symmetric else images
     return tf.data.Dataset.from_tensor_slices(images).repeat().batch(BATCH).prefetch(tf.data.AUTOTUNE)
 
 

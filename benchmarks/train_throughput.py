@@ -20,6 +20,8 @@ same run as the machine's ceiling and reports achieved GFLOP/s as a fraction.
     python benchmarks/train_throughput.py [--rounds 2] [--steps 60] [--json out.json]
     python benchmarks/train_throughput.py --suite ae-family --steps 320   (benchmarks/ae_family.py; a multiple
         of 32 keeps kgen's default of 32 steps per execution)
+    python benchmarks/train_throughput.py --suite gan [--steps 64] [--only dcgan wgan_gp]   (benchmarks/gan.py:
+        DCGAN and WGAN-GP; --steps a multiple of 32 as above, after a 32-step warm-up; slow on a small CPU)
 """
 
 from __future__ import annotations
@@ -280,23 +282,22 @@ def vae_suite(args) -> dict:
     return {"samples_per_s": results, "sgemm_gflops": gemm, "mflop_per_sample": flops / 1e6}
 
 
-def ae_family_suite(args) -> dict:
-    import ae_family
-
-    models = args.only or list(ae_family.SPECS)
-    backends = args.backends
+def kgen_vs_reference(module: str, models: list, backends: list, args, has_reference=lambda model: True) -> dict:
+    """``module``'s kgen and reference workers for every model and backend, interleaved round by round:
+    {"model/backend/kgen" or ".../reference": [samples/s per round]}."""
     runs = [(model, backend, impl) for model in models for backend in backends
-            for impl in (("kgen", "reference") if ae_family.SPECS[model].reference else ("kgen",))]
+            for impl in (("kgen", "reference") if has_reference(model) else ("kgen",))]
     results: dict[str, list[float]] = {"/".join(run): [] for run in runs}
     for round_ in range(args.rounds):
         for model, backend, impl in runs:  # interleaved: every config once per round
             key = "/".join((model, backend, impl))
-            results[key].append(measure(backend, "ae_family", impl, model, args.steps))
+            results[key].append(measure(backend, module, impl, model, args.steps))
             print(f"round {round_ + 1}: {key:48s} {results[key][-1]:9.0f} samples/s", file=sys.stderr)
+    return results
 
-    best = {key: max(values) for key, values in results.items()}
-    print(f"\nautoencoder family and RBM, batch {BATCH}, samples/s (best of {args.rounds} interleaved rounds); "
-          "kgen / hand-written reference of the same network on the same backend\n")
+
+def ratio_table(models: list, backends: list, best: dict) -> None:
+    """| model | per backend: kgen | reference | kgen / reference |, from the best samples/s of each run."""
     print("| model | " + " | ".join(f"{b} kgen | {b} reference | {b} ratio" for b in backends) + " |")
     print("|---|" + "---|---|---|" * len(backends))
     for model in models:
@@ -305,6 +306,18 @@ def ae_family_suite(args) -> dict:
             kgen, ref = best.get(f"{model}/{backend}/kgen"), best.get(f"{model}/{backend}/reference")
             cells += [f"{kgen:.0f}", f"{ref:.0f}" if ref else "-", f"{kgen / ref:.2f}x" if ref else "-"]
         print(f"| {model} | " + " | ".join(cells) + " |")
+
+
+def ae_family_suite(args) -> dict:
+    import ae_family
+
+    models = args.only or list(ae_family.SPECS)
+    backends = args.backends
+    results = kgen_vs_reference("ae_family", models, backends, args, lambda model: ae_family.SPECS[model].reference)
+    best = {key: max(values) for key, values in results.items()}
+    print(f"\nautoencoder family and RBM, batch {BATCH}, samples/s (best of {args.rounds} interleaved rounds); "
+          "kgen / hand-written reference of the same network on the same backend\n")
+    ratio_table(models, backends, best)
     plain, closed = "shallow_ae (no penalty)", "contractive_ae closed-form"
     if {plain, "contractive_ae"} <= set(models):
         print("\ncontractive penalty, step time relative to the plain shallow AE (same 784-64-784 network):")
@@ -317,17 +330,39 @@ def ae_family_suite(args) -> dict:
     return {"samples_per_s": results}
 
 
+def gan_suite(args) -> dict:
+    import gan
+
+    models = args.only or list(gan.SPECS)
+    if set(models) - set(gan.SPECS):
+        raise SystemExit(f"--only: the gan suite runs {', '.join(gan.SPECS)}")
+    results = kgen_vs_reference("gan", models, args.backends, args)
+    best = {key: max(values) for key, values in results.items()}
+    print(f"\nDCGAN and WGAN-GP (28x28x1, latent 100, width 64), batch {BATCH}, samples/s = real images consumed "
+          f"per second (one generator step per batch, after 1 D step for dcgan, 5 critic steps for wgan_gp), "
+          f"best of {args.rounds} interleaved rounds; kgen / hand-written reference of the same networks and "
+          "steps on the same backend\n")
+    ratio_table(models, args.backends, best)
+    return {"samples_per_s": results}
+
+
+SUITES = {"vae": (vae_suite, 60), "ae-family": (ae_family_suite, 60), "gan": (gan_suite, 64)}  # suite, default --steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", choices=("vae", "ae-family"), default="vae")
+    parser.add_argument("--suite", choices=tuple(SUITES), default="vae")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--only", nargs="*", default=None, help="configs (vae) or models (ae-family) to run")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement "
+                        "(default: " + ", ".join(f"{name} {steps}" for name, (_, steps) in SUITES.items()) + ")")
+    parser.add_argument("--only", nargs="*", default=None, help="configs (vae) or models (ae-family, gan) to run")
     parser.add_argument("--backends", nargs="*", default=["tensorflow", "jax", "torch"],
-                        choices=("tensorflow", "jax", "torch"), help="ae-family: backends to run")
+                        choices=("tensorflow", "jax", "torch"), help="ae-family, gan: backends to run")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    result = vae_suite(args) if args.suite == "vae" else ae_family_suite(args)
+    suite, default_steps = SUITES[args.suite]
+    args.steps = default_steps if args.steps is None else args.steps
+    result = suite(args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
