@@ -233,11 +233,9 @@ def sample(
         elif traverse:
             grids = {out.with_name(f"{out.stem}-{name}.png"): grid for name, grid in model.traversal_grids(seed).items()}
         else:
-            labels = label
-            if sampling.is_conditional(model) and label is None:
+            if sampling.is_conditional(model) and label is None:  # one column per class
                 columns = model.num_classes
-                labels = [i % columns for i in range(n)]
-            grids[out] = (sampling.sample_batches(model, n, seed, labels), columns)
+            grids[out] = (sampling.sample_batches(model, n, seed, label), columns)
         written = []
         out.parent.mkdir(parents=True, exist_ok=True)
         for path, (batch, cols) in grids.items():

@@ -60,12 +60,11 @@ class ImageGrids(keras.callbacks.Callback):
     def generator_grids(self, model, data_range: str) -> dict[str, np.ndarray]:
         """Fixed-noise samples (one column per class for conditional models), a latent
         interpolation and, for InfoGAN, the code traversals."""
-        n, columns, labels = self.n_samples, None, None
-        if sampling.is_conditional(model):
+        n, columns = self.n_samples, None
+        if sampling.is_conditional(model):  # one column per class
             columns = model.num_classes
             n = columns * max(1, self.n_samples // columns)
-            labels = np.arange(n) % columns
-        batches = {"samples": (sampling.sample_batches(model, n, self.seed, labels), columns)}
+        batches = {"samples": (sampling.sample_batches(model, n, self.seed), columns)}
         if hasattr(model, "sample_latent") and hasattr(model, "generate"):
             batches["interpolation"] = (sampling.interpolation_grid(model, seed=self.seed), 10)
         if hasattr(model, "traversal_grids"):
@@ -97,19 +96,23 @@ class ImageGrids(keras.callbacks.Callback):
 
 class SampleQuality(keras.callbacks.Callback):
     """Every ``every`` epochs: FID, KID and classifier score of ``n`` samples against ``real``
-    (held-out images scaled as ``judge`` was trained), added to the epoch's logs, so
+    (held-out images scaled as ``judge`` was trained, featurised once here), added to the epoch's logs, so
     TensorBoard shows them (``epoch_fid``, ...) and metrics.json keeps them."""
 
     def __init__(self, judge, real: np.ndarray, every: int, n: int = 2000, seed: int = 0):
+        from kgen.metrics import classifier_outputs
+
         super().__init__()
-        self.judge, self.real, self.every, self.n, self.seed = judge, real, every, n, seed
+        self.judge, self.every, self.n, self.seed = judge, every, n, seed
+        self.real_features, _ = classifier_outputs(judge, real)  # the real images never change: once
 
     def on_epoch_end(self, epoch, logs=None):
         from kgen.metrics import sample_quality
 
         if logs is None or (epoch + 1) % self.every:
             return
-        report = sample_quality(self.model, self.judge, self.real, self.n, self.seed, kid_subset=min(1000, self.n))
+        report = sample_quality(self.model, self.judge, self.real_features, self.n, self.seed,
+                                kid_subset=min(1000, self.n))
         logs.update({name: report[name] for name in ("fid", "kid", "classifier_score")})
 
 

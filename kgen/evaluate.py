@@ -166,7 +166,7 @@ def find_classifier(run: Run, classifier: str | Path | None) -> Run:
 
 def generative_summary(model, run: Run, x: np.ndarray, classifier: str | Path | None, n: int, seed: int) -> dict:
     """Sample-quality figures of a generator against the real images x (in the model's range)."""
-    from kgen.metrics import real_floor, rescale, sample_quality
+    from kgen.metrics import classifier_outputs, real_floor, rescale, sample_quality
     from kgen.train import load_model
 
     classifier_run = find_classifier(run, classifier)
@@ -177,8 +177,10 @@ def generative_summary(model, run: Run, x: np.ndarray, classifier: str | Path | 
         print(f"[kgen] warning: the classifier was trained on {classifier_run.config()['dataset']!r}, the generator "
               f"on {run.config()['dataset']!r}", file=sys.stderr)
     print(f"[kgen] judging {n} samples with the classifier {classifier_run.path}", file=sys.stderr)
-    real = rescale(x, model.hparams["data_range"], judge.hparams["data_range"])
-    return {**sample_quality(model, judge, real, n, seed), **real_floor(judge, real, seed),
+    real_features, real_probabilities = classifier_outputs(
+        judge, rescale(x, model.hparams["data_range"], judge.hparams["data_range"]))
+    return {**sample_quality(model, judge, real_features, n, seed),
+            **real_floor(real_features, real_probabilities, seed),
             "classifier": str(classifier_run.path)}
 
 

@@ -19,8 +19,17 @@ def is_conditional(model) -> bool:
         "num_classes") is not None
 
 
+def default_labels(model, n: int) -> np.ndarray:
+    """The labels a conditional model draws n samples for by default: 0, 1, ..., C-1, 0, 1, ..."""
+    return np.arange(n) % model.num_classes
+
+
 def sample_batches(model, n: int, seed: int = 0, labels=None, batch_size: int = 500) -> np.ndarray:
-    """n samples in the model's data range; batch i uses seed + i (reproducible for a given batch size)."""
+    """n samples in the model's data range; batch i uses seed + i (reproducible for a given batch size).
+
+    Conditional models draw for ``labels`` (an int or one per sample), by default ``default_labels``."""
+    if labels is None and is_conditional(model):
+        labels = default_labels(model, n)
     if labels is not None:
         labels = np.broadcast_to(np.asarray(labels), (n,))
     out = []
@@ -65,4 +74,4 @@ def interpolation_grid(model, rows: int = 8, steps: int = 10, seed: int = 0, lab
     return ops.convert_to_numpy(model.generate(path, condition))
 
 
-__all__ = ["can_sample", "interpolation_grid", "is_conditional", "sample_batches", "slerp"]
+__all__ = ["can_sample", "default_labels", "interpolation_grid", "is_conditional", "sample_batches", "slerp"]

@@ -10,7 +10,7 @@ from kgen.metrics.generative import (
     mmd2_unbiased,
     mode_coverage,
 )
-from kgen.metrics.report import real_floor, rescale, sample_quality
+from kgen.metrics.report import classifier_outputs, real_floor, rescale, sample_quality
 
-__all__ = ["classifier_score", "fid", "frechet_distance", "gaussian_statistics", "kid", "mmd2_unbiased",
+__all__ = ["classifier_outputs", "classifier_score", "fid", "frechet_distance", "gaussian_statistics", "kid", "mmd2_unbiased",
            "mode_coverage", "real_floor", "rescale", "sample_quality"]

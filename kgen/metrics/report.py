@@ -36,19 +36,16 @@ def check_compatible(generator, classifier) -> None:
                          f"makes {tuple(generator.data_shape)}: train a classifier on the generator's dataset")
 
 
-def sample_quality(generator, classifier, real_x: np.ndarray, n: int = 10_000, seed: int = 0,
+def sample_quality(generator, classifier, real_features: np.ndarray, n: int = 10_000, seed: int = 0,
                    kid_subset: int = 1000) -> dict[str, float]:
-    """FID/KID between n samples and ``real_x`` (the test split, scaled as the classifier was trained),
-    classifier score and mode coverage of the samples; conditional generators add the fraction of
-    samples classified as the label they were drawn for."""
+    """FID/KID between n samples and the real images' features (``classifier_outputs`` of the test
+    split, computed once by the caller), classifier score and mode coverage of the samples;
+    conditional generators (drawn one class after another) add the fraction of samples
+    classified as the label they were drawn for."""
     check_compatible(generator, classifier)
-    labels = None
-    if sampling.is_conditional(generator):
-        labels = np.arange(n) % generator.num_classes
-    samples = sampling.sample_batches(generator, n, seed, labels)
+    samples = sampling.sample_batches(generator, n, seed)
     samples = rescale(samples, generator.hparams["data_range"], classifier.hparams["data_range"])
     fake_features, fake_probabilities = classifier_outputs(classifier, samples)
-    real_features, _ = classifier_outputs(classifier, real_x)
     predicted = fake_probabilities.argmax(axis=1)
     covered, mode_kl = mode_coverage(predicted, classifier.num_classes)
     kid_mean, kid_std = kid(fake_features, real_features, subset_size=kid_subset, seed=seed)
@@ -61,22 +58,23 @@ def sample_quality(generator, classifier, real_x: np.ndarray, n: int = 10_000, s
         "mode_kl": mode_kl,
         "samples": float(n),
     }
-    if labels is not None:
-        report["label_accuracy"] = float(np.mean(predicted == labels))
+    if sampling.is_conditional(generator):
+        report["label_accuracy"] = float(np.mean(predicted == sampling.default_labels(generator, n)))
     return report
 
 
-def real_floor(classifier, real_x: np.ndarray, seed: int = 0, kid_subset: int = 1000) -> dict[str, float]:
-    """The figures between two random halves of the real test split: what a perfect generator
-    would score with this many samples (FID has a positive bias that shrinks with n)."""
-    order = np.random.default_rng(seed).permutation(len(real_x))
-    half = len(real_x) // 2
-    features, probabilities = classifier_outputs(classifier, real_x)
-    a, b = features[order[:half]], features[order[half : 2 * half]]
+def real_floor(real_features: np.ndarray, real_probabilities: np.ndarray, seed: int = 0,
+               kid_subset: int = 1000) -> dict[str, float]:
+    """The figures between two random halves of the real test split (its ``classifier_outputs``):
+    what a perfect generator would score with this many samples (FID has a positive bias that
+    shrinks with n)."""
+    order = np.random.default_rng(seed).permutation(len(real_features))
+    half = len(real_features) // 2
+    a, b = real_features[order[:half]], real_features[order[half : 2 * half]]
     return {
         "fid_real_floor": fid(a, b),
         "kid_real_floor": kid(a, b, subset_size=kid_subset, seed=seed)[0],
-        "classifier_score_real": classifier_score(probabilities),
+        "classifier_score_real": classifier_score(real_probabilities),
     }
 
 
