@@ -205,6 +205,7 @@ def sample(
     label: Optional[int] = typer.Option(None, "--label", help="Conditional models (cgan): draw only this class."),
     interpolate: bool = typer.Option(False, "--interpolate", help="Latent interpolations instead: 8 rows of 10 steps (slerp)."),
     traverse: bool = typer.Option(False, "--traverse", help="InfoGAN: code-traversal grids (OUT-categorical.png, OUT-continuous_1.png, ...)."),
+    style_grid: bool = typer.Option(False, "--style-grid", help="Label-conditioned decoders (aae supervised/semi-supervised/clustering, cgan): one style per row, one class per column."),
 ) -> None:
     def draw() -> list[Path]:
         if n < 1:
@@ -213,8 +214,8 @@ def sample(
             raise UsageError(f"--out must be a .png file, got {out}")
         if out.is_dir():
             raise UsageError(f"--out {out} is a directory")
-        if interpolate and traverse:
-            raise UsageError("choose one of --interpolate and --traverse")
+        if interpolate + traverse + style_grid > 1:
+            raise UsageError("choose one of --interpolate, --traverse and --style-grid")
         from keras import ops
 
         from kgen import images, sampling
@@ -224,11 +225,19 @@ def sample(
         if not sampling.can_sample(model):
             raise UsageError(f"model '{model.model_name}' in {run} cannot sample (it has no prior); try a gan or vae")
         if label is not None and not sampling.is_conditional(model):
-            raise UsageError(f"--label is for conditional models (cgan); '{model.model_name}' is not one")
+            raise UsageError(f"--label is for conditional models (cgan, aae with labels); '{model.model_name}' is not one")
         if traverse and not hasattr(model, "traversal_grids"):
             raise UsageError(f"--traverse is for models with codes (infogan); '{model.model_name}' has none")
+        if style_grid and label is not None:
+            raise UsageError("--style-grid shows every class; drop --label")
         columns, grids = None, {}
-        if interpolate:
+        if style_grid:
+            if not sampling.is_conditional(model):
+                raise UsageError(f"--style-grid is for models that generate from a label (aae --mode supervised, "
+                                 f"cgan, ...); '{model.model_name}' in {run} does not")
+            rows = max(1, n // model.num_classes)  # --n samples: rows of one style across every class
+            grids[out] = (sampling.style_grid(model, rows=rows, seed=seed), model.num_classes)
+        elif interpolate:
             grids[out] = (sampling.interpolation_grid(model, seed=seed, labels=label), 10)
         elif traverse:
             grids = {out.with_name(f"{out.stem}-{name}.png"): grid for name, grid in model.traversal_grids(seed).items()}
@@ -278,7 +287,8 @@ def encode(
 
 
 @app.command(help="Reconstruction error (MSE, BCE), PSNR, denoising gain, PCA angles (linear_ae), accuracy "
-             "(classifier), FID/KID/classifier score/mode coverage (generators) on a split; printed and written to "
+             "(classifier, semi-supervised aae), clustering error (aae --mode clustering), code-vs-prior MMD and "
+             "scatter (aae), FID/KID/classifier score/mode coverage (generators) on a split; printed and written to "
              "the run's metrics.json.")
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory."),

@@ -15,11 +15,13 @@ class ImageGrids(keras.callbacks.Callback):
     """Each epoch: the model's image grids, in TensorBoard (``<log_dir>/images``) and as PNG.
 
     - ``samples``: draws from the prior (models with ``sample``), fixed seed so epochs compare;
-      ``interpolation`` (latent walks) and InfoGAN's ``traversal_*`` code grids;
+      ``interpolation`` (latent walks), ``style_grid`` (conditional generators: a style per row,
+      a class per column) and InfoGAN's ``traversal_*`` code grids;
     - ``reconstructions``: input/reconstruction pairs of the first 16 ``inputs``;
     - ``denoising``: noisy / denoised / clean rows (models with ``corrupt``);
     - ``codes``: the 2-D projection of all ``inputs``' codes coloured by ``labels``
-      (PCA when the latent has more than 2 dimensions), for models with ``encode``.
+      (PCA when the latent has more than 2 dimensions), for models with ``encode``; over the
+      prior's density for models with a prior on their codes (the AAE).
 
     Written with ``tf.summary.image``, which works on every backend.
     """
@@ -40,8 +42,11 @@ class ImageGrids(keras.callbacks.Callback):
         if self.inputs is None:
             return out
         shown = self.inputs[:16]
-        if hasattr(model, "reconstruct"):
-            outputs = keras.ops.convert_to_numpy(model.reconstruct(shown))
+        if hasattr(model, "reconstruct") and (self.labels is not None
+                                              or not getattr(model, "reconstructs_with_labels", False)):
+            from kgen.evaluate import reconstructions
+
+            outputs = reconstructions(model, shown, None if self.labels is None else self.labels[:16])
             shown_in, shown_out = images.to_display(shown, data_range), images.to_display(outputs, data_range)
             if shown_in is not None:
                 out["reconstructions"] = images.pairs(shown_in, shown_out)
@@ -67,6 +72,9 @@ class ImageGrids(keras.callbacks.Callback):
         batches = {"samples": (sampling.sample_batches(model, n, self.seed), columns)}
         if hasattr(model, "sample_latent") and hasattr(model, "generate"):
             batches["interpolation"] = (sampling.interpolation_grid(model, seed=self.seed), 10)
+        if sampling.is_conditional(model) and getattr(model, "generator_takes_labels", True) and hasattr(
+                model, "sample_latent"):
+            batches["style_grid"] = (sampling.style_grid(model, seed=self.seed), model.num_classes)
         if hasattr(model, "traversal_grids"):
             batches.update({f"traversal_{name}": grid for name, grid in model.traversal_grids(self.seed).items()})
         out = {}

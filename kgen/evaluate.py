@@ -56,17 +56,27 @@ def principal_angles(basis: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.degrees(subspace_angles(basis.astype("float64"), pca_basis(x, basis.shape[1])))
 
 
-def project_2d(codes: np.ndarray) -> np.ndarray:
-    """Codes as 2-D points: themselves when 2-D, else their first two principal components."""
+def projector_2d(codes: np.ndarray):
+    """The map of codes (and of prior draws beside them) to 2-D points: the identity when the codes
+    have at most 2 dimensions, else the projection on the codes' first two principal components."""
     codes = codes.reshape(len(codes), -1).astype("float64")
     if codes.shape[1] <= 2:
-        return np.pad(codes, ((0, 0), (0, 2 - codes.shape[1])))
-    return (codes - codes.mean(axis=0)) @ pca_basis(codes, 2)
+        return lambda points: np.pad(points.reshape(len(points), -1), ((0, 0), (0, 2 - codes.shape[1])))
+    mean, basis = codes.mean(axis=0), pca_basis(codes, 2)
+    return lambda points: (points.reshape(len(points), -1) - mean) @ basis
 
 
-def batched(fn, x: np.ndarray, batch_size: int = 256):
-    """fn over x in batches, outputs as numpy; a tuple output (a VAE's encode) gives a tuple of arrays."""
-    outputs = [fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+def project_2d(codes: np.ndarray) -> np.ndarray:
+    """Codes as 2-D points: themselves when 2-D, else their first two principal components."""
+    return projector_2d(codes)(codes.astype("float64"))
+
+
+def batched(fn, x, batch_size: int = 256):
+    """fn over x in batches, outputs as numpy; a tuple output (a VAE's encode) gives a tuple of arrays.
+
+    ``x`` may be a tuple of equally long arrays (images and labels): fn then takes one batch of each."""
+    arrays = x if isinstance(x, tuple) else (x,)
+    outputs = [fn(*(a[i : i + batch_size] for a in arrays)) for i in range(0, len(arrays[0]), batch_size)]
     if isinstance(outputs[0], (tuple, list)):
         return tuple(np.concatenate([keras.ops.convert_to_numpy(o[j]) for o in outputs]) for j in range(len(outputs[0])))
     return np.concatenate([keras.ops.convert_to_numpy(o) for o in outputs])
@@ -138,14 +148,70 @@ def evaluate(model, run: Run, split: str = "test", scores: str | Path | None = N
     summary: dict = {}
     if hasattr(model, "reconstruct"):
         summary.update(reconstruction_summary(model, run, split, x, labels, scores, seed, loaded))
-    if hasattr(model, "predict_proba"):
+    head = predicted_kind(model)
+    if head == "classes":
         predicted = batched(model.predict_proba, x).argmax(axis=1)
         summary["accuracy"] = float(np.mean(predicted == labels))
         summary["error_rate"] = 1.0 - summary["accuracy"]
+    elif head == "clusters":
+        summary.update(clustering_summary(model, run, split, x, labels, loaded))
+    if hasattr(model, "sample_prior"):
+        summary.update(prior_summary(model, run, split, x, labels, seed))
     if generative:
         summary.update(generative_summary(model, run, x, classifier, n, seed))
     run.record(summary, "evaluation", split)
     return summary
+
+
+def predicted_kind(model) -> str | None:
+    """What a model's ``predict_proba`` predicts: "classes", "clusters" (the clustering AAE) or None."""
+    if not hasattr(model, "predict_proba"):
+        return None
+    return getattr(model, "categorical_head", "classes")
+
+
+def reconstructions(model, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The model's reconstructions of x (a supervised AAE's decoder takes the labels too)."""
+    if getattr(model, "reconstructs_with_labels", False):
+        return batched(model.reconstruct, (x, labels))
+    return batched(model.reconstruct, x)
+
+
+def clustering_summary(model, run: Run, split: str, x: np.ndarray, labels: np.ndarray, loaded) -> dict:
+    """Clustering error with majority labels from the training split (Makhzani et al., section 6),
+    Hungarian accuracy when there are as many clusters as classes, and how many clusters are used."""
+    from kgen.metrics import clustering_error, hungarian_accuracy
+
+    clusters = model.num_classes
+    if split == "train":
+        train_x, train_labels = x, labels
+    else:
+        train_x, train_labels = split_arrays(run, "train", loaded=loaded)
+    train_assigned = batched(model.predict_proba, train_x).argmax(axis=1)
+    assigned = batched(model.predict_proba, x).argmax(axis=1)
+    out = {"clustering_error": clustering_error(train_assigned, train_labels, assigned, labels, clusters),
+           "clusters_used": float(len(np.unique(assigned)))}
+    num_classes = int(max(labels.max(), train_labels.max())) + 1
+    if clusters == num_classes:
+        out["hungarian_accuracy"] = hungarian_accuracy(assigned, labels, clusters)
+    return out
+
+
+def prior_summary(model, run: Run, split: str, x: np.ndarray, labels: np.ndarray, seed: int,
+                  n: int = 2000) -> dict:
+    """How close the codes are to the prior: MMD^2 between up to n codes and as many prior draws,
+    beside the same statistic between two prior draws (what equal distributions give); and the
+    scatter of the codes over the prior's density, written to the run's samples folder."""
+    from kgen.metrics import mmd2_gaussian
+
+    x, labels = x[:n], labels[:n]
+    codes = codes_of(model, x)
+    prior = keras.ops.convert_to_numpy(model.sample_prior(len(codes), labels=labels, seed=seed))
+    other = keras.ops.convert_to_numpy(model.sample_prior(len(codes), labels=labels, seed=seed + 1))
+    run.samples_dir.mkdir(exist_ok=True)
+    plot = images.save_png(code_scatter(model, x, labels), run.samples_dir / f"codes-vs-prior-{split}.png")
+    return {"code_prior_mmd2": mmd2_gaussian(codes, prior), "prior_prior_mmd2": mmd2_gaussian(other, prior),
+            "code_plot": str(plot)}
 
 
 def find_classifier(run: Run, classifier: str | Path | None) -> Run:
@@ -188,7 +254,7 @@ def reconstruction_summary(model, run: Run, split: str, x: np.ndarray, labels: n
                            loaded) -> dict[str, float]:
     """Reconstruction error, the denoising gain, an RBM's pseudo-likelihood, a linear AE's PCA angles."""
     data_range = model.hparams.get("data_range", "unit")
-    per_example = reconstruction_errors(x, batched(model.reconstruct, x), data_range)
+    per_example = reconstruction_errors(x, reconstructions(model, x, labels), data_range)
     summary = {f"reconstruction_{name}": float(np.mean(values)) for name, values in per_example.items()}
     if hasattr(model, "corrupt") and data_range in PEAK:
         noisy = batched(lambda b: model.corrupt(b, seed=seed), x)
@@ -243,12 +309,18 @@ def encode(model, run: Run, split: str, out: str | Path, limit: int | None = Non
     return out, len(labels)
 
 
-def code_scatter(model, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """RGB image of the 2-D projection of x's codes, coloured by label."""
+def code_scatter(model, x: np.ndarray, labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """RGB image of the 2-D projection of x's codes, coloured by label; over the density of as many
+    prior draws (projected the same way) for models with a prior on their codes (the AAE)."""
     codes = codes_of(model, x)
     latent = codes.shape[1]
     title = "codes" if latent <= 2 else f"codes: first two principal components of {latent}-D"
-    return images.scatter(project_2d(codes), labels, title=title)
+    project = projector_2d(codes)
+    background = None
+    if hasattr(model, "sample_prior"):
+        prior = keras.ops.convert_to_numpy(model.sample_prior(max(len(codes), 2000), seed=seed))
+        background, title = project(prior), title + " over the prior's density (grey)"
+    return images.scatter(project(codes.astype("float64")), labels, title=title, background=background)
 
 
 __all__ = ["code_scatter", "encode", "evaluate", "principal_angles", "psnr", "pseudo_log_likelihood",

@@ -57,8 +57,11 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     return path
 
 
-def scatter(points: np.ndarray, labels: np.ndarray | None = None, title: str = "", size: int = 5) -> np.ndarray:
-    """A 2-D scatter plot coloured by label, rendered off-screen to an HWC [0,1] RGB image."""
+def scatter(points: np.ndarray, labels: np.ndarray | None = None, title: str = "", size: int = 5,
+            background: np.ndarray | None = None) -> np.ndarray:
+    """A 2-D scatter plot coloured by label, rendered off-screen to an HWC [0,1] RGB image.
+
+    ``background``: points whose density (a grey 2-D histogram) is drawn underneath, e.g. prior draws."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -66,6 +69,10 @@ def scatter(points: np.ndarray, labels: np.ndarray | None = None, title: str = "
     figure = Figure(figsize=(size, size), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.subplots()
+    if background is not None:
+        both = np.concatenate([points, background])
+        low, high = np.percentile(both, 0.5, axis=0), np.percentile(both, 99.5, axis=0)
+        axes.hist2d(background[:, 0], background[:, 1], bins=80, range=list(zip(low, high)), cmap="Greys", cmin=1)
     plotted = axes.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4, alpha=0.8)
     if labels is not None:
         figure.colorbar(plotted, ax=axes, fraction=0.046, pad=0.04)

@@ -15,13 +15,29 @@ def can_sample(model) -> bool:
 
 
 def is_conditional(model) -> bool:
-    return hasattr(model, "num_classes") and hasattr(model, "condition_of_labels") and model.hparams.get(
-        "num_classes") is not None
+    """Does the model draw samples for given labels (``model.num_classes`` of them)?"""
+    return hasattr(model, "condition_of_labels") and getattr(model, "num_classes", None) is not None
 
 
 def default_labels(model, n: int) -> np.ndarray:
     """The labels a conditional model draws n samples for by default: 0, 1, ..., C-1, 0, 1, ..."""
     return np.arange(n) % model.num_classes
+
+
+def label_array(n: int, labels, num_classes: int) -> np.ndarray:
+    """n int32 labels from ``labels`` (an int for all, one per sample, or None for 0, 1, ..., C-1, 0, ...),
+    checked to lie in 0..C-1."""
+    labels = np.arange(n) % num_classes if labels is None else labels
+    labels = np.broadcast_to(np.asarray(labels, dtype="int64"), (n,))
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    if bad.size:
+        raise ValueError(f"--label must be in 0..{num_classes - 1}, got {int(bad[0])}")
+    return labels.astype("int32")
+
+
+def one_hot_labels(n: int, labels, num_classes: int):
+    """``label_array`` as one-hot rows (the condition a conditional generator takes)."""
+    return ops.one_hot(ops.convert_to_tensor(label_array(n, labels, num_classes)), num_classes)
 
 
 def sample_batches(model, n: int, seed: int = 0, labels=None, batch_size: int = 500) -> np.ndarray:
@@ -38,6 +54,19 @@ def sample_batches(model, n: int, seed: int = 0, labels=None, batch_size: int = 
         kwargs = {} if labels is None else {"labels": labels[start : start + size]}
         out.append(ops.convert_to_numpy(model.sample(size, seed=seed + i, **kwargs)))
     return np.concatenate(out)
+
+
+def style_grid(model, rows: int = 8, seed: int = 0) -> np.ndarray:
+    """rows x C images: each row one latent draw (a "style"), each column a class, for models whose
+    generator takes the label (Makhzani et al., Figure 7: content and style disentangled)."""
+    if not (is_conditional(model) and getattr(model, "generator_takes_labels", True)
+            and hasattr(model, "sample_latent") and hasattr(model, "generate")):
+        raise ValueError(f"model '{model.model_name}' does not generate from a label and a style code "
+                         "(the style grid is for aae --mode supervised|semi-supervised|clustering and cgan)")
+    classes = model.num_classes
+    latent = np.repeat(ops.convert_to_numpy(model.sample_latent(rows, seed=seed)), classes, axis=0)
+    condition = model.condition_of_labels(rows * classes, np.tile(np.arange(classes), rows))
+    return ops.convert_to_numpy(model.generate(latent, condition))
 
 
 def slerp(z0: np.ndarray, z1: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -74,4 +103,5 @@ def interpolation_grid(model, rows: int = 8, steps: int = 10, seed: int = 0, lab
     return ops.convert_to_numpy(model.generate(path, condition))
 
 
-__all__ = ["can_sample", "default_labels", "interpolation_grid", "is_conditional", "sample_batches", "slerp"]
+__all__ = ["can_sample", "default_labels", "interpolation_grid", "is_conditional", "label_array", "one_hot_labels",
+           "sample_batches", "slerp", "style_grid"]

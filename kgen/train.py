@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 import kgen
 from kgen import callbacks as kgen_callbacks
@@ -28,6 +29,8 @@ DEFAULT_STEPS_PER_EXECUTION = {"tensorflow": 32, "jax": 32, "torch": 1}
 LR_SCHEDULES = ("constant", "cosine")
 # Samples (and held-out images) behind the FID logged during training with --eval-every.
 EVAL_SAMPLES = 2000
+# Indices (into the training split) and labels of a semi-supervised run's labelled examples.
+LABELLED_FILE = "labelled.npz"
 
 
 def learning_rate(config: "TrainConfig", num_train: int | None):
@@ -177,6 +180,13 @@ def train(
     cls = get_model_class(config.model)
     data_range = kgen_data.data_range_for(data, cls.data_range)
     model = build_model(config, data.shape, data_range, data.num_train, data.num_classes)
+    labelled = None
+    if resume is None and getattr(model, "labelled_examples", None):
+        # The semi-supervised model's labelled examples, balanced per class with the run's seed;
+        # kept in the model (so resume and model.keras have them) and their indices in the run.
+        labelled = kgen_data.labelled_subset(data.train, model.labelled_examples, data.num_classes, data_range,
+                                             data.dtype, seed=config.seed)
+        model.set_labelled(*labelled[1:])
 
     if resume is None:
         run = Run(create_run_dir(config.model, config.dataset, run_dir, runs_root))
@@ -185,6 +195,8 @@ def train(
             **asdict(config), "backend": keras.backend.backend(), "kgen_version": kgen.__version__,
             "data_source": data.source, "data_range": data_range, "input_shape": list(data.shape),
         })
+        if labelled is not None:
+            np.savez(run.path / LABELLED_FILE, indices=labelled[0], labels=labelled[2])
     elif checkpoint is not None:
         model.load_weights(checkpoint[1])
         print(f"[kgen] resuming {run.path} after epoch {initial_epoch}", file=sys.stderr)

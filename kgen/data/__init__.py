@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from kgen.data.sources import (
@@ -33,7 +34,8 @@ from kgen.data.sources import (
     tfds_online,
 )
 
-__all__ = ["DataError", "Dataset", "data_range_for", "load_dataset", "pipeline", "read_idx"]
+__all__ = ["DataError", "Dataset", "balanced_indices", "data_range_for", "labelled_subset", "load_dataset", "pipeline",
+           "read_idx"]
 
 COMMON_DATASETS = ("mnist", "fashion_mnist", "kmnist", "emnist", "cifar10", "cifar100", "svhn_cropped", "celeb_a")
 ALIASES = {"fashion-mnist": "fashion_mnist", "fmnist": "fashion_mnist", "cifar-10": "cifar10", "svhn": "svhn_cropped"}
@@ -166,3 +168,33 @@ def pipeline(
     ds = ds.map(scale, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
+
+
+def balanced_indices(labels: np.ndarray, n: int, num_classes: int, seed: int = 0) -> np.ndarray:
+    """n example indices, the same number per class (the first n % C classes get one more),
+    drawn without replacement with a fixed seed; sorted. Raises DataError when the data are short."""
+    labels = np.asarray(labels).reshape(-1)
+    if n > len(labels):
+        raise DataError(f"--labels {n} is more than the {len(labels)} training examples")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in range(num_classes):
+        wanted = n // num_classes + (1 if c < n % num_classes else 0)
+        members = np.flatnonzero(labels == c)
+        if len(members) < wanted:
+            raise DataError(f"--labels {n} needs {wanted} examples of class {c}; the training data have {len(members)}")
+        chosen.append(rng.choice(members, wanted, replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+def labelled_subset(split: tf.data.Dataset, n: int, num_classes: int, data_range: str, dtype: str = "uint8",
+                    seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indices, x, labels) of a balanced labelled subset of ``split`` (``balanced_indices``),
+    x scaled as ``pipeline`` scales it: the semi-supervised models' labelled examples."""
+    labels = np.concatenate([y.numpy() for y in split.map(lambda x, y: y).batch(8192)])
+    indices = balanced_indices(labels, n, num_classes, seed)
+    wanted = tf.constant(indices, tf.int64)
+    subset = split.enumerate().filter(lambda i, example: tf.reduce_any(tf.equal(i, wanted)))
+    subset = subset.map(lambda i, example: example)
+    x, y = next(iter(pipeline(subset, n, data_range, dtype, shuffle=False)))
+    return indices, x.numpy(), y.numpy()

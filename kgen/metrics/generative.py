@@ -57,10 +57,10 @@ def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return k * k * k
 
 
-def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
-    """Unbiased MMD^2 (Gretton et al. 2012, eq. 3) with the cubic polynomial kernel."""
+def mmd2_unbiased(x: np.ndarray, y: np.ndarray, kernel=polynomial_kernel) -> float:
+    """Unbiased MMD^2 (Gretton et al. 2012, eq. 3); the cubic polynomial kernel unless ``kernel`` says otherwise."""
     m, n = len(x), len(y)
-    k_xx, k_yy, k_xy = polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y)
+    k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
     xx = (k_xx.sum() - np.trace(k_xx)) / (m * (m - 1))
     yy = (k_yy.sum() - np.trace(k_yy)) / (n * (n - 1))
     return float(xx + yy - 2.0 * k_xy.mean())

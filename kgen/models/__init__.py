@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kgen.models.aae import AAE
 from kgen.models.ae import AE
 from kgen.models.base import Option, Phase, PhasedModel
 from kgen.models.cgan import CGAN
@@ -19,10 +20,10 @@ from kgen.models.wgan import WGAN, WGANGP
 
 MODELS: dict[str, type[PhasedModel]] = {
     cls.model_name: cls for cls in (AE, VAE, StackedAE, SparseAE, DenoisingAE, ContractiveAE, LinearAE, RBM,
-                                    GAN, DCGAN, CGAN, InfoGAN, WGAN, WGANGP, Classifier)
+                                    GAN, DCGAN, CGAN, InfoGAN, WGAN, WGANGP, AAE, Classifier)
 }
 
-__all__ = ["AE", "CGAN", "DCGAN", "GAN", "MODELS", "WGAN", "WGANGP", "Classifier", "ContractiveAE", "DenoisingAE",
+__all__ = ["AAE", "AE", "CGAN", "DCGAN", "GAN", "MODELS", "WGAN", "WGANGP", "Classifier", "ContractiveAE", "DenoisingAE",
            "InfoGAN", "LinearAE", "Option", "Phase", "PhasedModel", "RBM", "SparseAE", "StackedAE", "VAE",
            "get_model_class"]
 

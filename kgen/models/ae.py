@@ -62,7 +62,7 @@ class AE(PhasedModel):
         nets.check_arch(hp["arch"], self.data_shape)
         self.hidden = hp["hidden"] or (512 if hp["arch"] == "dense" else 16)
         encoder = nets.encoder(hp["arch"], self.data_shape, self.encoder_outputs(), self.hidden)
-        decoder = nets.decoder(hp["arch"], self.latent_dim, self.data_shape, self.hidden)
+        decoder = nets.decoder(hp["arch"], self.decoder_inputs(), self.data_shape, self.hidden)
         return encoder, decoder
 
     def check_overcomplete(self) -> None:
@@ -76,6 +76,10 @@ class AE(PhasedModel):
         print(f"[kgen] warning: {message}", file=sys.stderr)
 
     def encoder_outputs(self) -> int:
+        return self.latent_dim
+
+    def decoder_inputs(self) -> int:
+        """Width of the decoder's input (the AAE appends a label code to z)."""
         return self.latent_dim
 
     def choose_loss(self) -> str:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 
 import keras
-import numpy as np
 from keras import ops
 
+from kgen import sampling
 from kgen.models.base import Option
 from kgen.models.gan import GAN, gan_options
 
@@ -61,9 +61,4 @@ class CGAN(GAN):
 
     def condition_of_labels(self, n: int, labels):
         """One-hot labels for n samples: ``labels`` an int (all the same), a sequence, or None (0, 1, ..., C-1, 0, ...)."""
-        if labels is None:
-            labels = np.arange(n) % self.num_classes
-        labels = np.broadcast_to(np.asarray(labels, dtype="int64"), (n,))
-        if labels.min() < 0 or labels.max() >= self.num_classes:
-            raise ValueError(f"--label must be in 0..{self.num_classes - 1}, got {int(labels.min() if labels.min() < 0 else labels.max())}")
-        return ops.one_hot(ops.convert_to_tensor(labels.astype("int32")), self.num_classes)
+        return sampling.one_hot_labels(n, labels, self.num_classes)

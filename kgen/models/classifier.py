@@ -14,6 +14,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from kgen.models import losses
 from kgen.models.base import DATA_RANGES, Option, Phase, PhasedModel, batch_inputs
 
 
@@ -66,11 +67,10 @@ class Classifier(PhasedModel):
         return self.logits(x, training)
 
     def classification_loss(self, data, training: bool):
-        x, labels = batch_inputs(data), ops.cast(data[1], "int32")
+        x, labels = batch_inputs(data), data[1]
         logits = self.logits(x, training)
-        loss = ops.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
-        accuracy = ops.mean(ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), labels), "float32"))
-        return loss, {"loss": loss, "accuracy": accuracy}
+        loss = ops.mean(losses.categorical_nll(labels, logits))
+        return loss, {"loss": loss, "accuracy": losses.accuracy(labels, logits)}
 
     def training_phases(self) -> list[Phase]:
         return [Phase("classification", self.classification_loss, self.trainable_variables, "classifier")]

@@ -30,6 +30,7 @@ from typing import ClassVar
 import keras
 from keras import ops
 
+from kgen.models import losses
 from kgen.models.base import DATA_RANGES, Option, Phase, PhasedModel, batch_inputs
 from kgen.nets import gan as nets
 
@@ -151,13 +152,11 @@ class GAN(PhasedModel):
     # -- the objective (WGANs override these two) --------------------------------------
     def discriminator_objective(self, real_logits, fake_logits):
         """Minus D's value (eq. 1), and D(x), D(G(z)) as probabilities."""
-        loss = ops.mean(ops.softplus(-real_logits)) + ops.mean(ops.softplus(fake_logits))
+        loss = losses.discriminator_loss(real_logits, fake_logits)
         return loss, {"d_real": ops.mean(ops.sigmoid(real_logits)), "d_fake": ops.mean(ops.sigmoid(fake_logits))}
 
     def generator_objective(self, fake_logits):
-        if self.hparams.get("g_loss", "non-saturating") == "minimax":
-            return -ops.mean(ops.softplus(fake_logits))
-        return ops.mean(ops.softplus(-fake_logits))
+        return losses.generator_loss(fake_logits, self.hparams.get("g_loss", "non-saturating"))
 
     # -- regularizers (WGAN-GP's penalty, InfoGAN's information term) -------------------
     def discriminator_regularizer(self, real, fake, latent, condition, fake_features, training):

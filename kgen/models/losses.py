@@ -1,13 +1,15 @@
 """Likelihood and divergence terms shared by the models, in keras.ops.
 
-Every function returns one value per example (summed over all data
-dimensions, in nats); models average over the batch.
+The likelihood terms return one value per example (summed over all data
+dimensions, in nats); models average over the batch. The adversarial terms
+return the batch mean (they compare two batches).
 """
 
 from __future__ import annotations
 
 import math
 
+import keras
 from keras import ops
 
 
@@ -52,3 +54,32 @@ def gaussian_kl(mean, log_var):
     """
     mean, log_var = ops.convert_to_tensor(mean), ops.convert_to_tensor(log_var)
     return -0.5 * ops.sum(1.0 + log_var - ops.square(mean) - ops.exp(log_var), axis=-1)
+
+
+def discriminator_loss(real_logits, fake_logits):
+    """Minus the discriminator's value (Goodfellow et al. 2014, eq. 1), averaged over each batch:
+
+        -E[log D(real)] - E[log(1 - D(fake))],  D = sigmoid(logit),
+
+    in the stable form log sigmoid(l) = -softplus(-l), log(1 - sigmoid(l)) = -softplus(l).
+    """
+    return ops.mean(ops.softplus(-real_logits)) + ops.mean(ops.softplus(fake_logits))
+
+
+def generator_loss(fake_logits, kind: str = "non-saturating"):
+    """What the generator minimises: "minimax" E[log(1 - D(fake))] = -E[softplus(l)], or the
+    "non-saturating" -E[log D(fake)] = E[softplus(-l)] (same fixed point, strong gradients early on)."""
+    if kind == "minimax":
+        return -ops.mean(ops.softplus(fake_logits))
+    return ops.mean(ops.softplus(-fake_logits))
+
+
+def categorical_nll(labels, logits):
+    """-log softmax(logits)[label] per example, the cross-entropy with integer labels."""
+    return keras.losses.sparse_categorical_crossentropy(ops.cast(labels, "int32"), logits, from_logits=True)
+
+
+def accuracy(labels, logits):
+    """Fraction of examples whose largest logit is their label."""
+    predicted = ops.cast(ops.argmax(logits, axis=-1), "int32")
+    return ops.mean(ops.cast(ops.equal(predicted, ops.cast(labels, "int32")), "float32"))

@@ -1,0 +1,348 @@
+"""Adversarial autoencoders (Makhzani et al. 2016), in the paper's four modes.
+
+An autoencoder whose aggregated posterior q(z) = E_x q(z|x) is matched to a prior
+p(z) by a GAN played on the codes (section 2): a discriminator D learns to tell
+prior draws from codes, and the encoder, as the generator, learns to fool it.
+Each batch trains in phases (section 2, "Training"):
+
+1. reconstruction: encoder + decoder minimise -log p(x | decoder(z)), z = encoder(x);
+2. regularization, discriminator: D's variables minimise
+       -E_{z~p}[log D(z)] - E_x[log(1 - D(encoder(x)))]      (the GAN value, eq. 1)
+3. regularization, generator: the encoder's variables minimise -E_x[log D(encoder(x))]
+   (the non-saturating form), times --adversarial-weight;
+4. semi-supervised only, classification: the encoder's label head minimises the
+   cross-entropy on a labelled mini-batch (section 5).
+
+Modes (--mode):
+- unsupervised: z ~ --prior (gaussian, a mixture of 2-D Gaussians, a swiss roll; see
+  ``priors.py``). --conditional-prior: the label picks the mixture component (swiss-roll
+  segment) and D also sees the one-hot label (section 2.3, Figure 4).
+- supervised: the decoder also gets the one-hot label, so z needs only carry style
+  (section 4, Figure 6); ``sampling.style_grid`` shows style x class.
+- semi-supervised: the encoder outputs a categorical y = softmax(logits) and a style z;
+  the decoder gets [y, z]; one discriminator pushes y to a one-hot categorical, another z
+  to N(0, I) (section 5, Figure 8); plus the classification phase on --labels examples.
+- clustering: as semi-supervised without labels; y has --clusters categories and each
+  category is a cluster (section 6).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from kgen import sampling
+from kgen.models import losses, priors
+from kgen.models.ae import AE
+from kgen.models.base import Option, Phase, batch_inputs
+from kgen.nets import gan as gan_nets
+
+MODES = ("unsupervised", "supervised", "semi-supervised", "clustering")
+# Modes whose encoder has a categorical head y (and whose decoder takes y).
+CATEGORICAL_MODES = ("semi-supervised", "clustering")
+
+
+@keras.saving.register_keras_serializable(package="kgen")
+class AAE(AE):
+    model_name = "aae"
+    description = ("adversarial autoencoder: a discriminator pushes the codes to a prior; "
+                   "--mode unsupervised|supervised|semi-supervised|clustering")
+    options = (
+        Option("mode", str, "unsupervised", "what the labels do (see the README)", choices=MODES),
+        Option("prior", str, "gaussian", "p(z) of the (style) code", choices=priors.PRIORS),
+        Option("latent_dim", int, None, "size of the (style) code z (default: 2 for mixture and swiss-roll, else 8)",
+               minimum=1),
+        *(o for o in AE.options if o.name in ("arch", "hidden", "loss")),
+        Option("disc_width", int, 256, "discriminators: Dense(2w) -> Dense(w) -> logit, LeakyReLU(0.2)", minimum=1),
+        Option("adversarial_weight", float, 1.0, "weight of the encoder's adversarial (prior-matching) loss",
+               minimum=0.0),
+        Option("num_classes", int, None, "number of classes (default: the dataset's)", minimum=2),
+        Option("labels", str, "100", "semi-supervised: labelled training examples, balanced per class: N or 'all'"),
+        Option("clusters", int, 16, "clustering: number of clusters (categories of y)", minimum=2),
+        Option("conditional_prior", bool, False, "the label picks the prior's mixture component / swiss-roll segment"),
+        *(o for o in AE.options if o.name == "data_range"),
+    )
+    regularized = True  # the adversarial term: overcomplete codes are allowed
+    default_learning_rate = 1e-3
+
+    def __init__(self, input_shape: tuple[int, ...], **kwargs):
+        if kwargs.get("latent_dim") is None:
+            kwargs["latent_dim"] = 2 if kwargs.get("prior", "gaussian") in priors.PLANAR_PRIORS else 8
+        super().__init__(input_shape, **kwargs)  # AE: the encoder (z and y's logits) and decoder
+        hp = self.hparams
+        self.mode = hp["mode"]
+        priors.check_prior(hp["prior"], self.latent_dim)
+        if hp["conditional_prior"]:
+            if hp["prior"] == "gaussian":
+                raise ValueError("--conditional-prior needs a prior with components: --prior mixture or swiss-roll")
+            if self.mode in CATEGORICAL_MODES:
+                raise ValueError(f"--conditional-prior is for --mode unsupervised or supervised, not {self.mode}")
+        self.code_discriminator = self._discriminator(
+            self.latent_dim + (self.label_count if hp["conditional_prior"] else 0), "code_discriminator")
+        self.category_discriminator = (
+            self._discriminator(self.categories, "category_discriminator") if self.categories else None)
+        self.labelled_examples = self._labelled_examples()
+        if self.labelled_examples:
+            # The labelled subset lives in the model (saved with it, restored on resume);
+            # `kgen train` fills it once, balanced per class (``set_labelled``).
+            self.labelled_images = self.add_weight(shape=(self.labelled_examples, *self.data_shape),
+                                                   initializer="zeros", trainable=False, name="labelled_images")
+            self.labelled_labels = self.add_weight(shape=(self.labelled_examples,), initializer="zeros",
+                                                   dtype="int32", trainable=False, name="labelled_labels")
+        self.built = True
+
+    def _discriminator(self, inputs: int, name: str) -> keras.Model:
+        """An MLP from a code to one logit (the paper's discriminators are two-layer MLPs)."""
+        width = self.hparams["disc_width"]
+        body = gan_nets.dense_discriminator((inputs,), width, name=f"{name}_body")
+        return keras.Sequential([keras.Input((inputs,)), body, gan_nets.head(width, 1, f"{name}_head")], name=name)
+
+    # -- what the options mean ------------------------------------------------------
+    @property
+    def label_count(self) -> int:
+        """The dataset's classes; the modes that use labels need them."""
+        count = self.hparams["num_classes"]
+        if count is None:
+            if self.hparams["mode"] == "unsupervised" and not self.hparams["conditional_prior"]:
+                return 10  # only the mixture's number of components
+            raise ValueError(f"aae --mode {self.hparams['mode']}"
+                             f"{' --conditional-prior' if self.hparams['conditional_prior'] else ''} needs labelled "
+                             "data: the dataset has no labels (or pass --num-classes)")
+        return count
+
+    @property
+    def categories(self) -> int:
+        """K, the size of the categorical code y (0 when the encoder has no label head)."""
+        mode = self.hparams["mode"]
+        if mode == "semi-supervised":
+            return self.label_count
+        return self.hparams["clusters"] if mode == "clustering" else 0
+
+    @property
+    def num_classes(self) -> int | None:
+        """What samples can be drawn for (``sampling.is_conditional``): classes, clusters, or None."""
+        mode = self.hparams["mode"]
+        if mode in CATEGORICAL_MODES:
+            return self.categories
+        if mode == "supervised" or self.hparams["conditional_prior"]:
+            return self.label_count
+        return None
+
+    @property
+    def generator_takes_labels(self) -> bool:
+        """Does the decoder take a label code (so a style grid separates style from class)?"""
+        return self.hparams["mode"] != "unsupervised"
+
+    @property
+    def reconstructs_with_labels(self) -> bool:
+        """The supervised decoder needs the true label to reconstruct."""
+        return self.hparams["mode"] == "supervised"
+
+    @property
+    def categorical_head(self) -> str | None:
+        """What ``predict_proba`` predicts: "classes" (semi-supervised), "clusters", or None."""
+        return {"semi-supervised": "classes", "clustering": "clusters"}.get(self.hparams["mode"])
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        names = ("loss", "d_loss", "g_loss", "d_prior", "d_codes")
+        if self.categories:
+            names += ("d_prior_y", "d_codes_y")
+        if self.mode_is("semi-supervised"):
+            names += ("classification_loss", "accuracy")
+        return names
+
+    def mode_is(self, mode: str) -> bool:
+        return self.hparams["mode"] == mode
+
+    def _labelled_examples(self) -> int | None:
+        """How many labelled examples the semi-supervised model keeps (None: every batch is labelled)."""
+        if not self.mode_is("semi-supervised"):
+            return None
+        raw = str(self.hparams["labels"]).strip().lower()
+        if raw == "all":
+            return None
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"--labels expects a number of examples or 'all', got {raw!r}") from None
+        if value < self.label_count:
+            raise ValueError(f"--labels {value} is fewer than one example per class ({self.label_count} classes)")
+        return value
+
+    def encoder_outputs(self) -> int:
+        return self.categories + self.latent_dim  # y's logits, then z
+
+    def decoder_inputs(self) -> int:
+        return self.latent_dim + (self.categories or (self.label_count if self.mode_is("supervised") else 0))
+
+    def default_optimizers(self, learning_rate) -> dict[str, keras.optimizers.Optimizer]:
+        """Adam for each phase; beta_1 = 0.5 in the adversarial game (as for DCGAN)."""
+        optimizers = {"autoencoder": keras.optimizers.Adam(learning_rate),
+                      "discriminator": keras.optimizers.Adam(learning_rate, beta_1=0.5),
+                      "generator": keras.optimizers.Adam(learning_rate, beta_1=0.5)}
+        if self.mode_is("semi-supervised"):
+            optimizers["classifier"] = keras.optimizers.Adam(learning_rate)
+        return optimizers
+
+    # -- the maps ---------------------------------------------------------------------
+    def encode_parts(self, x, training: bool = False):
+        """(z, logits of y); the logits are None in the modes without a label head."""
+        h = self.encoder(x, training=training)
+        if not self.categories:
+            return h, None
+        return h[:, self.categories :], h[:, : self.categories]
+
+    def encode(self, x, training: bool = False):
+        """The (style) code z."""
+        return self.encode_parts(x, training)[0]
+
+    def predict_proba(self, x):
+        """q(y | x), the categorical head (classes for semi-supervised, clusters for clustering)."""
+        if not self.categories:
+            raise ValueError(f"aae --mode {self.hparams['mode']} has no label head")
+        return ops.softmax(self.encode_parts(x)[1])
+
+    def decoder_input(self, z, condition):
+        """[z, label code] for the modes whose decoder takes one."""
+        if not self.generator_takes_labels:
+            return z
+        if condition is None:
+            raise ValueError(f"the decoder of aae --mode {self.hparams['mode']} needs a label (--label)")
+        return ops.concatenate([z, ops.cast(condition, z.dtype)], axis=-1)
+
+    def decode(self, z, condition=None, training: bool = False):
+        return self.output_activation(self.decoder(self.decoder_input(z, condition), training=training))
+
+    def reconstruct(self, x, labels=None, training: bool = False):
+        """x -> z (and y) -> x_hat; the supervised model takes the true ``labels`` too."""
+        z, logits = self.encode_parts(x, training)
+        if self.mode_is("supervised"):
+            if labels is None:
+                raise ValueError("aae --mode supervised reconstructs from the image and its label")
+            condition = ops.one_hot(ops.cast(labels, "int32"), self.label_count)
+        else:
+            condition = None if logits is None else ops.softmax(logits)
+        return self.decode(z, condition, training)
+
+    def call(self, inputs, training: bool = False):
+        """Reconstructions; the supervised model takes (images, labels)."""
+        if self.mode_is("supervised"):
+            x, labels = inputs
+            return self.reconstruct(x, labels, training=training)
+        return self.reconstruct(inputs, training=training)
+
+    # -- prior and sampling -------------------------------------------------------------
+    def sample_prior(self, n, labels=None, seed=None):
+        """n draws of p(z); ``labels`` pick the components under --conditional-prior."""
+        if not self.hparams["conditional_prior"]:
+            labels = None
+        seed = keras.random.SeedGenerator(seed) if isinstance(seed, int) else (seed or self.seed_generator)
+        return priors.sample(self.hparams["prior"], n, self.latent_dim, self.label_count, labels, seed)
+
+    def sample_latent(self, n: int, seed: int | None = None):
+        """z from the prior (its marginal under --conditional-prior)."""
+        return self.sample_prior(n, seed=seed)
+
+    def condition_of_labels(self, n: int, labels):
+        if self.num_classes is None:
+            if labels is not None:
+                raise ValueError("aae --mode unsupervised draws without labels; --label needs --conditional-prior "
+                                 "or another --mode")
+            return None
+        return sampling.one_hot_labels(n, labels, self.num_classes)
+
+    def generate(self, latent, condition=None, training: bool = False):
+        """Decoded images at given codes; ``condition`` (one-hot) for the modes whose decoder takes a label."""
+        return self.decode(latent, condition if self.generator_takes_labels else None, training)
+
+    def sample(self, n: int, seed: int | None = None, labels=None):
+        """n images decoded from prior draws; conditional models draw for ``labels`` (default 0, 1, ...)."""
+        condition = self.condition_of_labels(n, labels)
+        if condition is None:
+            return self.generate(self.sample_latent(n, seed))
+        classes = ops.argmax(condition, axis=-1)
+        return self.generate(self.sample_prior(n, labels=classes, seed=seed), condition)
+
+    # -- the discriminators --------------------------------------------------------------
+    def discriminate_codes(self, z, labels, training: bool):
+        """D's logit for codes z (with the one-hot label under --conditional-prior)."""
+        if self.hparams["conditional_prior"]:
+            z = ops.concatenate([z, ops.one_hot(ops.cast(labels, "int32"), self.label_count)], axis=-1)
+        return self.code_discriminator(z, training=training)[:, 0]
+
+    def discriminator_variables(self) -> list:
+        variables = self.code_discriminator.trainable_variables
+        if self.category_discriminator is not None:
+            variables = variables + self.category_discriminator.trainable_variables
+        return variables
+
+    # -- the phases ------------------------------------------------------------------------
+    def reconstruction_loss(self, data, training: bool):
+        x = batch_inputs(data)
+        z, logits = self.encode_parts(x, training)
+        if self.mode_is("supervised"):
+            condition = ops.one_hot(ops.cast(data[1], "int32"), self.label_count)
+        else:
+            condition = None if logits is None else ops.softmax(logits)
+        reconstruction = ops.mean(self.reconstruction_nll(x, self.decoder(self.decoder_input(z, condition),
+                                                                          training=training)))
+        return reconstruction, {"loss": reconstruction}
+
+    def discriminator_loss(self, data, training: bool):
+        x = batch_inputs(data)
+        n = ops.shape(x)[0]
+        labels = data[1] if self.hparams["conditional_prior"] else None
+        z, logits = self.encode_parts(x, training)
+        prior_logits = self.discriminate_codes(self.sample_prior(n, labels), labels, training)
+        code_logits = self.discriminate_codes(ops.stop_gradient(z), labels, training)
+        loss = losses.discriminator_loss(prior_logits, code_logits)
+        metrics = {"d_prior": ops.mean(ops.sigmoid(prior_logits)), "d_codes": ops.mean(ops.sigmoid(code_logits))}
+        if self.category_discriminator is not None:
+            one_hot = priors.categorical(n, self.categories, self.seed_generator)
+            prior_y = self.category_discriminator(one_hot, training=training)[:, 0]
+            code_y = self.category_discriminator(ops.stop_gradient(ops.softmax(logits)), training=training)[:, 0]
+            loss = loss + losses.discriminator_loss(prior_y, code_y)
+            metrics.update(d_prior_y=ops.mean(ops.sigmoid(prior_y)), d_codes_y=ops.mean(ops.sigmoid(code_y)))
+        return loss, {"d_loss": loss, **metrics}
+
+    def generator_loss(self, data, training: bool):
+        x = batch_inputs(data)
+        labels = data[1] if self.hparams["conditional_prior"] else None
+        z, logits = self.encode_parts(x, training)
+        loss = losses.generator_loss(self.discriminate_codes(z, labels, training))
+        if self.category_discriminator is not None:
+            loss = loss + losses.generator_loss(self.category_discriminator(ops.softmax(logits), training=training)[:, 0])
+        return self.hparams["adversarial_weight"] * loss, {"g_loss": loss}
+
+    def labelled_batch(self, data, training: bool):
+        """Training: a random mini-batch of the stored labelled subset (with --labels all, the batch
+        itself); validation: the held-out batch with its labels, so val_accuracy is the test accuracy."""
+        if not (training and self.labelled_examples):
+            return batch_inputs(data), data[1]
+        index = keras.random.randint((ops.shape(batch_inputs(data))[0],), 0, self.labelled_examples,
+                                     seed=self.seed_generator)
+        return ops.take(self.labelled_images, index, axis=0), ops.take(self.labelled_labels, index, axis=0)
+
+    def classification_loss(self, data, training: bool):
+        x, labels = self.labelled_batch(data, training)
+        logits = self.encode_parts(x, training)[1]
+        loss = ops.mean(losses.categorical_nll(labels, logits))
+        return loss, {"classification_loss": loss, "accuracy": losses.accuracy(labels, logits)}
+
+    def set_labelled(self, images, labels) -> None:
+        """Store the labelled subset the classification phase draws from."""
+        self.labelled_images.assign(ops.convert_to_tensor(images, "float32"))
+        self.labelled_labels.assign(ops.convert_to_tensor(labels, "int32"))
+
+    def training_phases(self) -> list[Phase]:
+        autoencoder = self.encoder.trainable_variables + self.decoder.trainable_variables
+        phases = [
+            Phase("reconstruction", self.reconstruction_loss, autoencoder, "autoencoder"),
+            Phase("discriminator", self.discriminator_loss, self.discriminator_variables(), "discriminator"),
+            Phase("generator", self.generator_loss, self.encoder.trainable_variables, "generator"),
+        ]
+        if self.mode_is("semi-supervised"):
+            phases.append(Phase("classification", self.classification_loss, self.encoder.trainable_variables,
+                                "classifier"))
+        return phases
