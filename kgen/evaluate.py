@@ -293,7 +293,8 @@ def write_scores(path: Path, labels: np.ndarray, per_example: dict[str, np.ndarr
 
 
 def encode(model, run: Run, split: str, out: str | Path, limit: int | None = None) -> tuple[Path, int]:
-    """Write the split's codes and labels to an .npz (``codes``, ``labels``; VAEs add ``log_var``)."""
+    """Write the split's codes and labels to an .npz (``codes``, ``labels``; VAEs add ``log_var``, models
+    with a label head (the semi-supervised and clustering AAE) ``probabilities``)."""
     out = Path(out)
     if out.suffix.lower() != ".npz":
         raise ValueError(f"--out must be an .npz file, got {out}")
@@ -304,6 +305,8 @@ def encode(model, run: Run, split: str, out: str | Path, limit: int | None = Non
     arrays = {"labels": labels, "codes": codes}
     if isinstance(codes, tuple):  # VAE: (mean, log_var)
         arrays["codes"], arrays["log_var"] = codes
+    if predicted_kind(model) is not None:  # semi-supervised / clustering AAE: q(y | x) too
+        arrays["probabilities"] = batched(model.predict_proba, x)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: np.savez(tmp, **arrays))
     return out, len(labels)

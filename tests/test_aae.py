@@ -302,6 +302,10 @@ def test_style_grid_sample_and_clustering_evaluation(semi_run, tmp_path):
     evaluation = json.loads((tmp_path / "clusters" / "metrics.json").read_text())["evaluation"]["test"]
     assert 0.0 <= evaluation["clustering_error"] < 1.0 and 1 <= evaluation["clusters_used"] <= 16
     assert "hungarian_accuracy" not in evaluation and "accuracy" not in evaluation
+    result = invoke("encode", tmp_path / "clusters", "--limit", 50, "--out", tmp_path / "codes.npz")
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "codes.npz") as codes:
+        assert codes["codes"].shape == (50, 8) and codes["probabilities"].shape == (50, 16)
 
 
 @pytest.mark.parametrize("args,message", [
