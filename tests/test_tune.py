@@ -22,8 +22,9 @@ from kgen.models import MODELS
 
 runner = CliRunner()
 # Every trial builds a new model, which JAX would compile again: tiny trials run faster without jit
-# (on TensorFlow and torch it is off by default).
-FAST = ("--steps-per-epoch", 2, "--batch-size", 16, "--no-jit")
+# (on TensorFlow and torch it is off by default); whole batches only (40 test images: 2 x 16), so that
+# eager JAX compiles each operation for one batch shape.
+FAST = ("--steps-per-epoch", 2, "--validation-steps", 2, "--batch-size", 16, "--no-jit")
 # Tiny dense autoencoder trials: 2 steps of 16 images per epoch.
 TINY_AE = (*FAST, "--hidden", 16, "--latent-dim", 4)
 
@@ -88,7 +89,7 @@ def random_search(idx_folder, tmp_path_factory) -> dict:
 def classifier_run(idx_folder, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("judge") / "classifier"
     result = invoke("train", "classifier", "--dataset", idx_folder, "--epochs", 1, "--steps-per-epoch", 4,
-                    "--batch-size", 16, "--arch", "dense", "--width", 16, "--run-dir", run_dir)
+                    "--batch-size", 16, "--no-jit", "--arch", "dense", "--width", 16, "--run-dir", run_dir)
     assert result.exit_code == 0, result.output
     return run_dir
 
@@ -182,6 +183,9 @@ def test_hyperband_continues_the_best_short_trials_from_their_checkpoints(idx_fo
     folder = tuner_dir / "logs" / rows[3]["trial"] / "execution0"
     assert set(scalars(folder / "train", "epoch_loss")) == {1, 2}
     assert float(rows[3]["val_negative_elbo"]) < float(first["val_negative_elbo"])
+    best = min(rows, key=lambda r: float(r["val_negative_elbo"]))
+    config = json.loads((tuner_dir / "best_config.json").read_text())
+    assert config["epochs"] == int(best["epochs"]) and config["model_options"]["beta"] == float(best["beta"])
     # The negative ELBO is the beta = 1 bound whatever beta the trial trained with.
     logged = {tag: scalars(folder / "validation", f"epoch_{tag}")[2] for tag in ("reconstruction_loss", "kl_loss")}
     assert float(rows[3]["val_negative_elbo"]) == pytest.approx(sum(logged.values()), rel=1e-5)
@@ -210,6 +214,37 @@ def test_fid_drives_a_bayesian_search_of_a_generator(idx_folder, classifier_run,
     config = json.loads((tuner_dir / "best_config.json").read_text())
     assert config["model_options"] == {"width": int(best["width"]), "latent_dim": 8}
     assert (tuner_dir / "best" / f"1-trial_{best['trial']}" / "samples-epoch-0002.png").is_file()
+
+
+def test_a_search_whose_trials_keep_failing_stops_with_one_line(idx_folder, tmp_path):
+    (tmp_path / "huge.yaml").write_text("learning_rate: {min: 1.0e+6, max: 1.0e+7, sampling: log}\n")
+    tuner_dir = tmp_path / "diverging"
+    result = invoke("tune", "ae", "--dataset", idx_folder, "--max-trials", 5, "--epochs", 2, *TINY_AE,
+                    "--space", tmp_path / "huge.yaml", "--best-grids", 0, "--tuner-dir", tuner_dir)
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[-1] == ("kgen: error: the search stopped after 3 failed trials in a row; "
+                                              "the last: loss became NaN/inf in epoch 2")
+    assert "[kgen] trial 0 failed: loss became NaN/inf in epoch 2 (traceback in " in result.output
+    assert "Traceback" not in result.output
+    assert [(r["trial"], r["status"], r["val_loss"]) for r in results(tuner_dir)] == [
+        ("0", "FAILED", ""), ("1", "FAILED", ""), ("2", "FAILED", "")]
+
+
+def test_the_error_rate_objective_is_the_held_out_classification_error(classifier_run):
+    from kgen import evaluate
+    from kgen.runs import Run
+    from kgen.train import load_model
+    from kgen.tuning.objectives import HeldOutErrorRate
+
+    model = load_model(classifier_run)
+    x, labels = evaluate.split_arrays(Run.open(classifier_run), "test")
+    callback = HeldOutErrorRate(x, labels)
+    callback.set_model(model)
+    logs = {}
+    callback.on_epoch_end(0, logs)
+    summary = evaluate.evaluate(model, Run.open(classifier_run))
+    assert logs["error_rate"] == pytest.approx(summary["error_rate"], abs=1e-12) and 0 < logs["error_rate"] < 0.9
+    assert "error_rate" in tuning.objectives.available_objectives(model, has_test_split=True)
 
 
 # -- bad input ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 import sys
 from dataclasses import asdict, dataclass, field, replace
@@ -11,6 +12,7 @@ from typing import Any
 
 import keras
 import keras_tuner
+from keras_tuner.src import config as kt_config
 
 import kgen
 from kgen import callbacks as kgen_callbacks
@@ -174,6 +176,14 @@ def resumed_settings(tuner_dir: Path, model: str | None, given: dict[str, Any], 
 
 
 # -- the HyperModel and the tuners ---------------------------------------------------------------
+def trial_config(base: TrainConfig, values: dict[str, Any]) -> TrainConfig:
+    """The training config of a trial: the search's, with the trial's values of the space
+    (KerasTuner's own ``tuner/...`` entries left out)."""
+    values = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+    options = {**base.model_options, **{k: v for k, v in values.items() if k != "learning_rate"}}
+    return replace(base, model_options=options, learning_rate=values.get("learning_rate", base.learning_rate))
+
+
 class KgenHyperModel(keras_tuner.HyperModel):
     """Builds, compiles and trains a kgen model with one trial's values of ``space``.
 
@@ -196,10 +206,7 @@ class KgenHyperModel(keras_tuner.HyperModel):
                 for name, spec in self.space.items()}
 
     def config(self, values: dict[str, Any]) -> TrainConfig:
-        """The training config of a trial: the search's, with the trial's values."""
-        base = self.settings.train
-        options = {**base.model_options, **{k: v for k, v in values.items() if k != "learning_rate"}}
-        config = replace(base, model_options=options, learning_rate=values.get("learning_rate", base.learning_rate))
+        config = trial_config(self.settings.train, values)
         config.validate()
         return config
 
@@ -256,12 +263,24 @@ class TunerMixin:
             callbacks.append(hparams_api.KerasCallback(callback.log_dir, trial_hparams(trial), trial_id=trial.trial_id))
 
     def on_trial_end(self, trial):
-        super().on_trial_end(trial)
-        if trial.status == "FAILED":
-            reason = (trial.message or "").strip().splitlines()
-            print(f"[kgen] trial {trial.trial_id} failed: {reason[-1] if reason else 'no result'}", file=sys.stderr)
-        if self.results_path is not None:
-            write_results(self.results_path, results_rows(self))
+        try:
+            super().on_trial_end(trial)  # raises after too many failed trials in a row
+        finally:
+            if trial.status in ("FAILED", "INVALID"):
+                print(f"[kgen] trial {trial.trial_id} failed: {failure(trial)} (traceback in "
+                      f"{Path(self.get_trial_dir(trial.trial_id)) / 'trial.json'})", file=sys.stderr)
+            if self.results_path is not None:
+                write_results(self.results_path, results_rows(self))
+
+
+def failure(trial) -> str:
+    """The last line of a failed trial's traceback, without the exception's module path (and
+    without the class for kgen's own FailedTrialError)."""
+    lines = [line for line in (trial.message or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return "no result"
+    last = re.sub(r"^(?:[\w]+\.)+(\w+): ", r"\1: ", lines[-1].strip())
+    return last.removeprefix("FailedTrialError: ")
 
 
 def trial_hparams(trial) -> dict[str, Any]:
@@ -367,11 +386,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def best_config(settings: TuneSettings, trial) -> TrainConfig:
-    """The winner as a `kgen train` config: the search's training settings with the trial's values."""
-    values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
-    base = settings.train
-    options = {**base.model_options, **{k: v for k, v in values.items() if k != "learning_rate"}}
-    return replace(base, model_options=options, learning_rate=values.get("learning_rate", base.learning_rate))
+    """The winner as a `kgen train` config: the search's training settings with the trial's values,
+    for as many epochs as the trial trained (Hyperband's trials differ)."""
+    values = trial.hyperparameters.values
+    return replace(trial_config(settings.train, values), epochs=values.get("tuner/epochs", settings.train.epochs))
 
 
 def draw_best_grids(tuner, settings: TuneSettings, data, data_range: str, tuner_dir: Path, log_root: Path,
@@ -440,20 +458,23 @@ def tune(settings: TuneSettings, tuner_dir: str | Path, resume: bool = False, ve
     del probe
 
     tuner_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        write_json(settings_file(tuner_dir), {**settings.to_dict(), "objective": objective, "direction": direction})
+    # The resolved objective is saved too: a resumed search keeps it even if the defaults change.
+    write_json(settings_file(tuner_dir), {**settings.to_dict(), "objective": objective, "direction": direction})
     tuner = make_tuner(settings, hypermodel, objective, direction, tuner_dir)
     log_root = tuner_dir / "logs"
     # KerasTuner deep-copies this per trial and points it at logs/<trial>/execution0.
     board = keras.callbacks.TensorBoard(log_dir=str(log_root), write_graph=False)
+    debug, kt_config.DEBUG = kt_config.DEBUG, False  # a failed trial is one line, not KerasTuner's traceback
     try:
         tuner.search(epochs=config.epochs, callbacks=[board], verbose=verbose)
     except RuntimeError as exc:
         if "consecutive failures" not in str(exc):
             raise
-        last = [line for line in str(exc).strip().splitlines() if line.strip()]
+        last = tuner.oracle.trials[tuner.oracle.end_order[-1]]
         raise SearchFailed(f"the search stopped after {tuner.oracle.max_consecutive_failed_trials} failed trials in a "
-                           f"row; the last: {last[-1] if len(last) > 1 else 'no result'}") from None
+                           f"row; the last: {failure(last)}") from None
+    finally:
+        kt_config.DEBUG = debug
 
     rows = results_rows(tuner)
     results_path = tuner_dir / "results.csv"
