@@ -141,14 +141,16 @@ def load_data(config: TrainConfig) -> tuple[kgen_data.Dataset, str]:
     return data, kgen_data.data_range_for(data, get_model_class(config.model).data_range)
 
 
-def grid_arrays(data, data_range: str, n: int = 1000):
+def grid_arrays(data, data_range: str, n: int = 1000) -> tuple:
     """Held-out images and labels for ImageGrids: the first 16 are drawn, all n are projected as codes."""
     source = data.test if data.test is not None else data.train
     batch = kgen_data.pipeline(source.take(n), n, data_range, data.dtype, shuffle=False)
     return tuple(t.numpy() for t in next(iter(batch)))
 
 
-def _pipelines(config: TrainConfig, data, data_range: str):
+def pipelines(config: TrainConfig, data, data_range: str):
+    """The training batches (repeated when --steps-per-epoch is set, shuffled with the run's seed)
+    and the test batches (None without a test split)."""
     train = kgen_data.pipeline(
         data.train, config.batch_size, data_range, data.dtype, binarize=config.binarize,
         repeat=config.steps_per_epoch is not None, seed=config.seed,
@@ -200,7 +202,7 @@ def train(
         model.load_weights(checkpoint[1])
         print(f"[kgen] resuming {run.path} after epoch {initial_epoch}", file=sys.stderr)
 
-    train_ds, test_ds = _pipelines(config, data, data_range)
+    train_ds, test_ds = pipelines(config, data, data_range)
     if resume is None:
         pretraining = model.before_training(train_ds, config.learning_rate, config.steps_per_epoch, verbose)
         if pretraining:

@@ -18,7 +18,7 @@ import kgen
 from kgen import callbacks as kgen_callbacks
 from kgen.models import get_model_class
 from kgen.runs import RunError, atomic_write, read_json, slug, write_json
-from kgen.train import EVAL_SAMPLES, TrainConfig, _pipelines, build_model, grid_arrays, load_data
+from kgen.train import EVAL_SAMPLES, TrainConfig, build_model, grid_arrays, load_data, pipelines
 from kgen.tuning.objectives import (COMPUTED_OBJECTIVES, SearchData, check_objective, default_objective,
                                     objective_direction)
 from kgen.tuning.spaces import (Spec, declare, parse_spec, read_space_file, search_space, searchable_options,
@@ -221,7 +221,7 @@ class KgenHyperModel(keras_tuner.HyperModel):
         return the last epoch's logs: the score of a trial is the model it ends with, the one
         `kgen train --config best_config.json` reproduces."""
         config = self.config(self.values(hp))
-        train_ds, test_ds = _pipelines(config, self.data, self.data_range)
+        train_ds, test_ds = pipelines(config, self.data, self.data_range)
         if initial_epoch == 0:
             model.before_training(train_ds, config.learning_rate, config.steps_per_epoch, verbose)
         nan_guard = kgen_callbacks.NaNGuard()
@@ -340,7 +340,8 @@ def results_rows(tuner) -> list[dict[str, Any]]:
     objective = tuner.oracle.objective.name
     names = [p.name for p in tuner.oracle.hyperparameters.space]
     rows = []
-    for trial_id in sorted(tuner.oracle.trials):
+    # In the order the trials started: their ids are zero-padded to --max-trials, which --resume may raise.
+    for trial_id in tuner.oracle.start_order:
         trial = tuner.oracle.trials[trial_id]
         values = trial.hyperparameters.values
         row = {"trial": trial_id, "status": trial.status,
