@@ -14,13 +14,16 @@ from kgen.train import sample_quality_callback
 
 # Logged metrics whose names contain one of these are maximised; every other one is minimised.
 MAXIMIZED = ("accuracy", "score", "likelihood", "psnr")
-# The objective of a search when --objective is not given (else val_loss, or fid without a loss).
-DEFAULT_OBJECTIVES = {
+# The objective of a search when --objective is not given (else val_loss, or fid without a loss):
+# a name, or a function of the built model.
+DEFAULT_OBJECTIVES: dict[str, "str | Callable[[Any], str]"] = {
     "vae": "val_negative_elbo",  # comparable across beta: the bound at beta = 1
     "sparse_ae": "val_reconstruction_loss",  # loss adds lambda * penalty: not comparable across lambda
     "contractive_ae": "val_reconstruction_loss",
     "rbm": "val_pseudo_log_likelihood",  # the CD loss is a free-energy gap, not a fit measure
     "classifier": "val_accuracy",
+    # The AAE's figure of merit depends on its mode (a function of the built model).
+    "aae": lambda m: "semi_supervised_error" if getattr(m, "categorical_head", None) == "classes" else "val_loss",
 }
 
 
@@ -96,6 +99,11 @@ def _can_sample(model) -> bool:
     return hasattr(model, "sample")
 
 
+def _predicts_classes(model) -> bool:
+    """predict_proba gives classes, not clusters (the clustering AAE's head); as kgen.evaluate decides."""
+    return hasattr(model, "predict_proba") and getattr(model, "categorical_head", "classes") == "classes"
+
+
 COMPUTED_OBJECTIVES: dict[str, ComputedObjective] = {
     # Sample quality in a domain classifier's feature space (kgen.metrics), every epoch.
     "fid": ComputedObjective("min", "a model that samples", _can_sample, _sample_quality, needs_classifier=True),
@@ -108,14 +116,13 @@ COMPUTED_OBJECTIVES: dict[str, ComputedObjective] = {
         lambda m: {"reconstruction_loss", "kl_loss"} <= set(m.metric_names),
         lambda m, s: SumOfLogs("val_negative_elbo", ("val_reconstruction_loss", "val_kl_loss")),
         needs_test_split=True),
-    # Held-out classification error of any model with predict_proba (the classifier).
-    "error_rate": ComputedObjective("min", "a model that classifies (predict_proba)",
-                                    lambda m: hasattr(m, "predict_proba"), _error_rate, needs_test_split=True),
-    # The AAE's semi-supervised error is this measure under its own name, available in that mode only:
-    #   "semi_supervised_error": ComputedObjective(
-    #       "min", "an aae trained with --mode semi-supervised", lambda m: m.hparams.get("mode") == ...,
-    #       lambda m, s: HeldOutErrorRate(*held_out(s), name="semi_supervised_error"), needs_test_split=True),
-    # with predict_proba on the AAE, and "aae" entries in DEFAULT_OBJECTIVES and spaces.SPACES.
+    # Held-out classification error of any model that predicts classes (the classifier, the
+    # semi-supervised AAE), and the same under the name of the AAE paper's figure.
+    "error_rate": ComputedObjective("min", "a model that predicts classes (predict_proba)", _predicts_classes,
+                                    _error_rate, needs_test_split=True),
+    "semi_supervised_error": ComputedObjective(
+        "min", "an aae with --mode semi-supervised", lambda m: getattr(m, "categorical_head", None) == "classes",
+        lambda m, s: HeldOutErrorRate(*held_out(s), name="semi_supervised_error"), needs_test_split=True),
 }
 
 
@@ -127,23 +134,17 @@ def logged_objectives(model, has_test_split: bool) -> list[str]:
 
 
 def available_objectives(model, has_test_split: bool) -> list[str]:
-    """What can judge ``model``: the metrics it logs and the computed objectives it has. ``model`` may
-    be the class (before any data is loaded): a computed objective that cannot tell from the class
-    counts as available then."""
-    def available(objective: ComputedObjective) -> bool:
-        try:
-            return bool(objective.available(model))
-        except AttributeError:  # asked about an instance attribute of a class
-            return isinstance(model, type)
-
+    """What can judge a built ``model``: the metrics it logs and the computed objectives it has."""
     computed = [name for name, c in COMPUTED_OBJECTIVES.items()
-                if available(c) and (has_test_split or not c.needs_test_split)]
+                if c.available(model) and (has_test_split or not c.needs_test_split)]
     return logged_objectives(model, has_test_split) + computed
 
 
 def default_objective(model_name: str, model) -> str:
-    if model_name in DEFAULT_OBJECTIVES:
-        return DEFAULT_OBJECTIVES[model_name]
+    """The objective of a search without --objective, for its (built) model."""
+    default = DEFAULT_OBJECTIVES.get(model_name)
+    if default is not None:
+        return default(model) if callable(default) else default
     return "val_loss" if "loss" in model.metric_names else "fid"
 
 
@@ -154,8 +155,7 @@ def objective_direction(name: str) -> str:
 
 
 def check_objective(name: str, model, has_test_split: bool) -> None:
-    """Raise ValueError (listing what the model offers) when ``model`` (a built model, or its class
-    before the data is loaded) cannot be judged by ``name``."""
+    """Raise ValueError (listing what the model offers) when a built ``model`` cannot be judged by ``name``."""
     available = available_objectives(model, has_test_split)
     if name in available:
         return
@@ -169,3 +169,19 @@ def check_objective(name: str, model, has_test_split: bool) -> None:
     raise ValueError(f"{reason}; model '{model.model_name}' offers: {', '.join(available)}")
 
 
+def check_objective_name(name: str, cls) -> None:
+    """Before any data is loaded: raise ValueError for a name that is no computed objective and no
+    metric the model class logs (classes whose metrics depend on their options are left to
+    ``check_objective`` on the built model)."""
+    logged = getattr(cls, "metric_names", None)  # a property when they depend on the options
+    if name in COMPUTED_OBJECTIVES or not isinstance(logged, (tuple, list)):
+        return
+    if name not in logged_objectives(cls, True):
+        def maybe(c: ComputedObjective) -> bool:  # on the class, as far as it can tell
+            try:
+                return bool(c.available(cls))
+            except AttributeError:
+                return False
+
+        offered = logged_objectives(cls, True) + [n for n, c in COMPUTED_OBJECTIVES.items() if maybe(c)]
+        raise ValueError(f"unknown objective '{name}'; model '{cls.model_name}' offers: {', '.join(offered)}")

@@ -19,8 +19,8 @@ from kgen import callbacks as kgen_callbacks
 from kgen.models import get_model_class
 from kgen.runs import RunError, atomic_write, read_json, slug, write_json
 from kgen.train import EVAL_SAMPLES, TrainConfig, build_model, grid_arrays, load_data, pipelines
-from kgen.tuning.objectives import (COMPUTED_OBJECTIVES, SearchData, check_objective, default_objective,
-                                    objective_direction)
+from kgen.tuning.objectives import (COMPUTED_OBJECTIVES, SearchData, check_objective, check_objective_name,
+                                    default_objective, objective_direction)
 from kgen.tuning.spaces import (Spec, declare, parse_spec, read_space_file, search_space, searchable_options,
                                 spec_to_json)
 
@@ -435,7 +435,7 @@ def tune(settings: TuneSettings, tuner_dir: str | Path, resume: bool = False, ve
     config = settings.train
     cls = get_model_class(config.model)
     if settings.objective is not None:
-        check_objective(settings.objective, cls, has_test_split=True)  # fail fast, before loading the data
+        check_objective_name(settings.objective, cls)  # fail fast, before loading the data
     data, data_range = load_data(config)
     hypermodel = KgenHyperModel(settings, data, data_range)
     probe = hypermodel.build(keras_tuner.HyperParameters())  # the first values of the space

@@ -91,6 +91,8 @@ SPACES: dict[str, dict[str, Range | Choice | Fixed | ByArch]] = {
     "wgan": WGAN_SPACE,
     "wgan_gp": {**WGAN_SPACE, "gp_weight": log_range(2.0, 20.0)},
     "classifier": {"width": Choice(64, 128, 256)},
+    # The prior's weight; latent_dim is left out: the mixture and swiss-roll priors are 2-D only.
+    "aae": {"hidden": AE_WIDTH, "disc_width": Choice(128, 256, 512), "adversarial_weight": log_range(0.1, 10.0)},
 }
 Spec = Range | Choice | Fixed
 
