@@ -40,8 +40,9 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def run_guarded(fn, *args, **kwargs):
-    """Call into the library; user-facing errors become one line and an exit code."""
+def run_guarded(fn, *args, interrupted: str = "interrupted; resume with `kgen train --resume RUN`", **kwargs):
+    """Call into the library; user-facing errors become one line and an exit code
+    (``interrupted``: the line for Ctrl-C)."""
     from kgen.data import DataError
     from kgen.runs import RunError
 
@@ -52,7 +53,7 @@ def run_guarded(fn, *args, **kwargs):
     except RuntimeError as exc:  # TrainingDiverged and other failures while running
         fail(str(exc), 1)
     except KeyboardInterrupt:
-        fail("interrupted; resume with `kgen train --resume RUN`", 130)
+        fail(interrupted, 130)
 
 
 def version_callback(value: bool) -> None:
@@ -173,6 +174,69 @@ def train(
     typer.echo(f"run directory: {run.path}")
     typer.echo(f"samples:       {run.samples_dir}")
     typer.echo(f"tensorboard --logdir {run.log_dir}")
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    help="Search MODEL's hyperparameters with KerasTuner: trials train on the dataset, are scored by "
+    "--objective and logged to TensorBoard; writes results.csv and best_config.json (for `kgen train "
+    "--config`) to the tuner directory. Model options after the model name are fixed, not searched.",
+)
+def tune(
+    ctx: typer.Context,
+    model: Optional[str] = typer.Argument(None, help="Model name, e.g. vae or gan (`kgen list`)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="As for `kgen train`. [default: mnist]"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="TFDS data directory."),
+    tuner: Optional[str] = typer.Option(None, "--tuner", help="random, hyperband or bayesian. [default: random]"),
+    max_trials: Optional[int] = typer.Option(None, "--max-trials", help="Trials (models) to train at most; may grow with --resume. [default: 10]"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Epochs per trial (hyperband: of the longest trials). [default: 10]"),
+    objective: Optional[str] = typer.Option(None, "--objective", help="A metric the model logs (val_loss, ...) or fid, kid, classifier_score, val_negative_elbo, error_rate. [default: per model]"),
+    direction: Optional[str] = typer.Option(None, "--direction", help="min or max. [default: the objective's]"),
+    tuner_dir: Optional[Path] = typer.Option(None, "--tuner-dir", help="Where the search lives. [default: tuning/<model>-<dataset>]"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the search in the tuner directory; finished trials are kept."),
+    space: Optional[Path] = typer.Option(None, "--space", help="YAML or JSON file overriding search ranges, e.g. 'beta: {min: 0.5, max: 4, sampling: log}'."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size. [default: 128]"),
+    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", "--lr", help="Fix the learning rate instead of searching it."),
+    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="constant or cosine. [default: constant]"),
+    steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", help="Batches per epoch. [default: one pass]"),
+    validation_steps: Optional[int] = typer.Option(None, "--validation-steps", help="Test batches per validation. [default: all]"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every trial and of the tuner. [default: 0]"),
+    binarize: Optional[bool] = typer.Option(None, "--binarize/--no-binarize", help="Dynamic binarization of [0,1] images."),
+    jit: Optional[bool] = typer.Option(None, "--jit/--no-jit", help="XLA / torch.compile (default: fastest measured per backend)."),
+    steps_per_execution: Optional[int] = typer.Option(None, "--steps-per-execution", help="Training steps per compiled call."),
+    classifier: Optional[Path] = typer.Option(None, "--classifier", help="Classifier run judging samples for fid/kid/classifier_score. [default: newest on the dataset in runs/]"),
+    eval_samples: Optional[int] = typer.Option(None, "--eval-samples", help="Samples (and held-out images) behind fid, kid, classifier_score and error_rate. [default: 2000]"),
+    best_grids: int = typer.Option(3, "--best-grids", help="Draw the sample grids of this many best trials after the search."),
+) -> None:
+    from kgen import tuning
+
+    given = {k: v for k, v in dict(
+        dataset=dataset, data_dir=data_dir, tuner=tuner, max_trials=max_trials, epochs=epochs, objective=objective,
+        direction=direction, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule,
+        steps_per_epoch=steps_per_epoch, validation_steps=validation_steps, seed=seed, binarize=binarize, jit=jit,
+        steps_per_execution=steps_per_execution, classifier=str(classifier) if classifier is not None else None,
+        eval_samples=eval_samples,
+    ).items() if v is not None}
+
+    def setup():
+        options = parse_model_options(list(ctx.args), model or "")
+        return tuning.make_settings(model, given, options, space, tuner_dir, resume)
+
+    settings, directory = run_guarded(setup)
+    result = run_guarded(tuning.tune, settings, directory, resume=resume, best_grids=best_grids,
+                         interrupted=f"interrupted; continue the search with `kgen tune --tuner-dir {directory} --resume`")
+    typer.echo("")
+    typer.echo(tuning.format_table(result.rows))
+    typer.echo("")
+    if result.best is not None:
+        typer.echo(f"best: trial {result.best['trial']}, {result.objective} = {result.best[result.objective]:.6g} "
+                   f"({result.direction})")
+        typer.echo(f"retrain it:    kgen train --config {result.best_config_path}")
+        typer.echo(f"best samples:  {result.tuner_dir / 'best'}")
+    else:
+        typer.echo(f"no trial completed; see {result.tuner_dir}")
+    typer.echo(f"results:       {result.results_path}")
+    typer.echo(f"tensorboard --logdir {result.log_dir}")
 
 
 @app.command("list", help="List the models with their options and defaults.")

@@ -101,17 +101,25 @@ def split_arrays(run: Run, split: str, limit: int | None = None, loaded=None) ->
     check_split(split)
     config = run.config()
     loaded = loaded or kgen_data.load_dataset(config["dataset"], config.get("data_dir"))
+    return dataset_arrays(loaded, split, config["data_range"], limit, name=config["dataset"])
+
+
+def dataset_arrays(loaded, split: str, data_range: str, limit: int | None = None,
+                   name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(x, labels) of a loaded dataset's split scaled to ``data_range``; ``name`` for messages."""
+    check_split(split)
+    name = name or loaded.name
     source = loaded.train if split == "train" else loaded.test
     if source is None:
-        raise kgen_data.DataError(f"dataset {config['dataset']!r} has no {split} split")
+        raise kgen_data.DataError(f"dataset {name!r} has no {split} split")
     if limit is not None:
         source = source.take(limit)
     xs, ys = [], []
-    for x, y in kgen_data.pipeline(source, 256, config["data_range"], loaded.dtype, shuffle=False):
+    for x, y in kgen_data.pipeline(source, 256, data_range, loaded.dtype, shuffle=False):
         xs.append(x.numpy())
         ys.append(y.numpy())
     if not xs:
-        raise kgen_data.DataError(f"the {split} split of {config['dataset']!r} is empty")
+        raise kgen_data.DataError(f"the {split} split of {name!r} is empty")
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -217,15 +225,19 @@ def prior_summary(model, run: Run, split: str, x: np.ndarray, labels: np.ndarray
 def find_classifier(run: Run, classifier: str | Path | None) -> Run:
     """The classifier run to judge ``run``'s samples with: the one given, else the newest
     ``classifier`` run on the same dataset in the same runs folder."""
+    return classifier_for(run.config()["dataset"], run.path.parent, classifier)
+
+
+def classifier_for(dataset: str, root: str | Path, classifier: str | Path | None = None) -> Run:
+    """The classifier run ``classifier`` (checked to be one), else the newest on ``dataset`` under ``root``."""
     if classifier is not None:
         found = Run.open(classifier)
         if found.config()["model"] != "classifier":
             raise ValueError(f"--classifier {classifier} is a '{found.config()['model']}' run, not a classifier")
         return found
-    dataset = run.config()["dataset"]
-    found = latest_run("classifier", dataset, run.path.parent)
+    found = latest_run("classifier", dataset, root)
     if found is None:
-        raise ValueError(f"no classifier run on '{dataset}' in {run.path.parent}; train one with "
+        raise ValueError(f"no classifier run on '{dataset}' in {root}; train one with "
                          f"`kgen train classifier --dataset {dataset}` or pass --classifier RUN")
     return found
 

@@ -138,7 +138,22 @@ def build_model(config: TrainConfig, input_shape, data_range: str, num_train: in
     return model
 
 
-def _pipelines(config: TrainConfig, data, data_range: str):
+def load_data(config: TrainConfig) -> tuple[kgen_data.Dataset, str]:
+    """The run's dataset and how its inputs are scaled for the model (``data_range``)."""
+    data = kgen_data.load_dataset(config.dataset, config.data_dir)
+    return data, kgen_data.data_range_for(data, get_model_class(config.model).data_range)
+
+
+def grid_arrays(data, data_range: str, n: int = 1000) -> tuple:
+    """Held-out images and labels for ImageGrids: the first 16 are drawn, all n are projected as codes."""
+    source = data.test if data.test is not None else data.train
+    batch = kgen_data.pipeline(source.take(n), n, data_range, data.dtype, shuffle=False)
+    return tuple(t.numpy() for t in next(iter(batch)))
+
+
+def pipelines(config: TrainConfig, data, data_range: str):
+    """The training batches (repeated when --steps-per-epoch is set, shuffled with the run's seed)
+    and the test batches (None without a test split)."""
     train = kgen_data.pipeline(
         data.train, config.batch_size, data_range, data.dtype, binarize=config.binarize,
         repeat=config.steps_per_epoch is not None, seed=config.seed,
@@ -176,9 +191,7 @@ def train(
             return run
     config.validate()
     keras.utils.set_random_seed(config.seed)
-    data = kgen_data.load_dataset(config.dataset, config.data_dir)
-    cls = get_model_class(config.model)
-    data_range = kgen_data.data_range_for(data, cls.data_range)
+    data, data_range = load_data(config)
     model = build_model(config, data.shape, data_range, data.num_train, data.num_classes)
     labelled = None
     if resume is None and getattr(model, "labelled_examples", None):
@@ -201,15 +214,12 @@ def train(
         model.load_weights(checkpoint[1])
         print(f"[kgen] resuming {run.path} after epoch {initial_epoch}", file=sys.stderr)
 
-    train_ds, test_ds = _pipelines(config, data, data_range)
+    train_ds, test_ds = pipelines(config, data, data_range)
     if resume is None:
         pretraining = model.before_training(train_ds, config.learning_rate, config.steps_per_epoch, verbose)
         if pretraining:
             run.record(pretraining, "pretraining")
-    # Held-out images for the grids (the first 16) and the code projection (all 1,000).
-    grid_source = data.test if data.test is not None else data.train
-    grid_batch = kgen_data.pipeline(grid_source.take(1000), 1000, data_range, data.dtype, shuffle=False)
-    grid_inputs, grid_labels = (t.numpy() for t in next(iter(grid_batch)))
+    grid_inputs, grid_labels = grid_arrays(data, data_range)
     nan_guard = kgen_callbacks.NaNGuard()
     callbacks = [
         nan_guard,
@@ -249,17 +259,27 @@ def sample_quality_callbacks(config: TrainConfig, run: Run, model, data) -> list
     """With --eval-every N: the callback logging FID/KID/classifier score every N epochs."""
     if not config.eval_every:
         return []
-    from kgen.evaluate import find_classifier, split_arrays
+    from kgen.evaluate import find_classifier
+
+    classifier_run = find_classifier(run, config.classifier)
+    print(f"[kgen] FID every {config.eval_every} epochs, judged by {classifier_run.path}", file=sys.stderr)
+    return [sample_quality_callback(classifier_run, model, data, config.eval_every, config.seed)]
+
+
+def sample_quality_callback(classifier_run: Run, model, data, every: int = 1, seed: int = 0,
+                            n: int = EVAL_SAMPLES) -> kgen_callbacks.SampleQuality:
+    """The callback adding FID/KID/classifier score of ``n`` samples of ``model`` to the logs every
+    ``every`` epochs, judged by ``classifier_run`` against ``n`` held-out images of ``data``."""
+    from kgen.evaluate import dataset_arrays
     from kgen.metrics import rescale
     from kgen.metrics.report import check_compatible
 
-    classifier_run = find_classifier(run, config.classifier)
     judge = load_model(classifier_run)
     check_compatible(model, judge)
-    real, _ = split_arrays(run, "test" if data.test is not None else "train", EVAL_SAMPLES, data)
-    real = rescale(real, model.hparams["data_range"], judge.hparams["data_range"])
-    print(f"[kgen] FID every {config.eval_every} epochs, judged by {classifier_run.path}", file=sys.stderr)
-    return [kgen_callbacks.SampleQuality(judge, real, config.eval_every, n=EVAL_SAMPLES, seed=config.seed)]
+    data_range = model.hparams["data_range"]
+    real, _ = dataset_arrays(data, "test" if data.test is not None else "train", data_range, n)
+    real = rescale(real, data_range, judge.hparams["data_range"])
+    return kgen_callbacks.SampleQuality(judge, real, every, n=n, seed=seed)
 
 
 def load_model(run: "Run | str | Path") -> keras.Model:

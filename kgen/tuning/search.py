@@ -1,0 +1,490 @@
+"""The search: settings (tune.json), the HyperModel, KerasTuner's tuners with kgen's logging, results."""
+
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner
+from keras_tuner.src import config as kt_config
+
+import kgen
+from kgen import callbacks as kgen_callbacks
+from kgen.models import get_model_class
+from kgen.runs import RunError, atomic_write, read_json, slug, write_json
+from kgen.train import EVAL_SAMPLES, TrainConfig, build_model, grid_arrays, load_data, pipelines
+from kgen.tuning.objectives import (COMPUTED_OBJECTIVES, SearchData, check_objective, check_objective_name,
+                                    default_objective, objective_direction)
+from kgen.tuning.spaces import (Spec, declare, parse_spec, read_space_file, search_space, searchable_options,
+                                spec_to_json)
+
+TUNERS = ("random", "hyperband", "bayesian")
+DIRECTIONS = ("min", "max")
+HYPERBAND_FACTOR = 3  # keep 1/3 of each Hyperband round for the next, 3x longer one (Li et al. 2018)
+BEST_GRIDS = 3  # default number of best trials whose sample grids are drawn after the search
+
+
+@dataclass
+class TuneSettings:
+    """Everything that defines a search; saved as tune.json in the tuner directory.
+
+    ``train`` holds the data and training settings every trial shares and the model options fixed
+    on the command line; ``train.epochs`` is each trial's length (Hyperband: the longest one).
+    """
+
+    train: TrainConfig
+    tuner: str = "random"
+    max_trials: int = 10
+    objective: str | None = None  # None: the model's default (DEFAULT_OBJECTIVES)
+    direction: str | None = None  # None: the objective's (COMPUTED_OBJECTIVES, MAXIMIZED)
+    space: dict[str, Any] = field(default_factory=dict)  # resolved, in file form (spec_to_json)
+    classifier: str | None = None  # the classifier run judging samples for fid/kid/classifier_score
+    eval_samples: int = EVAL_SAMPLES  # samples / held-out images behind the computed objectives
+
+    def validate(self) -> None:
+        """Raise ValueError with a user-facing message for impossible settings."""
+        if self.tuner not in TUNERS:
+            raise ValueError(f"--tuner must be one of {', '.join(TUNERS)}, got '{self.tuner}'")
+        if self.max_trials < 1:
+            raise ValueError(f"--max-trials must be >= 1, got {self.max_trials}")
+        if self.direction is not None and self.direction not in DIRECTIONS:
+            raise ValueError(f"--direction must be min or max, got '{self.direction}'")
+        if self.eval_samples < 2:
+            raise ValueError(f"--eval-samples must be >= 2, got {self.eval_samples}")
+        if self.train.eval_every or self.train.classifier:
+            raise ValueError("--eval-every is for `kgen train`; tune by --objective fid instead")
+        # validate() parses the fixed model options; it would also fill in the model's default
+        # learning rate, but None here means "not fixed": the space searches it.
+        rate = self.train.learning_rate
+        self.train.validate()
+        self.train.learning_rate = rate
+
+    def space_specs(self) -> dict[str, Spec]:
+        options = searchable_options(self.train.model)
+        return {name: parse_spec(name, raw, options[name], "tune.json") for name, raw in self.space.items()}
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "backend": keras.backend.backend(), "kgen_version": kgen.__version__}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TuneSettings":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**{**known, "train": TrainConfig.from_dict(known["train"])})
+
+
+def settings_file(tuner_dir: Path) -> Path:
+    return Path(tuner_dir) / "tune.json"
+
+
+def default_tuner_dir(model: str, dataset: str) -> Path:
+    return Path("tuning") / f"{model}-{slug(dataset)}"
+
+
+# What `kgen tune` options the settings come from; compared when a search is resumed.
+TUNE_FIELDS = ("tuner", "max_trials", "objective", "direction", "classifier", "eval_samples")
+TRAIN_FIELDS = ("dataset", "data_dir", "epochs", "batch_size", "steps_per_epoch", "validation_steps", "seed",
+                "binarize", "lr_schedule", "jit", "steps_per_execution")
+
+
+def make_settings(model: str | None, given: dict[str, Any], model_options: dict[str, Any],
+                  space_file: str | Path | None = None, tuner_dir: str | Path | None = None,
+                  resume: bool = False) -> tuple[TuneSettings, Path]:
+    """The settings of a new search, or of the one saved in ``tuner_dir`` when ``resume``.
+
+    ``given`` holds the options given on the command line (``TUNE_FIELDS``, ``TRAIN_FIELDS`` and
+    ``learning_rate``); a resumed search takes its saved settings, and options given again must
+    agree with them, except ``max_trials``, which may grow.
+    """
+    unknown = set(given) - set(TUNE_FIELDS) - set(TRAIN_FIELDS) - {"learning_rate"}
+    if unknown:
+        raise ValueError(f"unknown tune settings: {', '.join(sorted(unknown))}")
+    if resume:
+        if tuner_dir is None:
+            if model is None:
+                raise ValueError("--resume needs the search: name the model (and --dataset) or give --tuner-dir")
+            tuner_dir = default_tuner_dir(model, given.get("dataset", "mnist"))
+        return resumed_settings(Path(tuner_dir), model, given, model_options, space_file), Path(tuner_dir)
+    if not model:
+        raise ValueError("name a model to tune (e.g. `kgen tune vae`); `kgen list` shows the models")
+    get_model_class(model)  # unknown model -> ValueError listing the names
+    train = TrainConfig(model=model, model_options=dict(model_options),
+                        **{k: v for k, v in given.items() if k in TRAIN_FIELDS or k == "learning_rate"})
+    settings = TuneSettings(train=train, **{k: v for k, v in given.items() if k in TUNE_FIELDS})
+    settings.validate()  # parses the fixed model options
+    overrides = read_space_file(space_file) if space_file is not None else None
+    source = f"--space {space_file}" if space_file is not None else "--space"
+    settings.space = {k: spec_to_json(v) for k, v in
+                      search_space(model, fixed_options(settings.train), overrides, source).items()}
+    tuner_dir = Path(tuner_dir) if tuner_dir is not None else default_tuner_dir(model, settings.train.dataset)
+    if tuner_dir.exists() and (not tuner_dir.is_dir() or any(tuner_dir.iterdir())):
+        raise RunError(f"tuner directory {tuner_dir} already exists; continue its search with --resume "
+                       "or choose another --tuner-dir")
+    return settings, tuner_dir
+
+
+def fixed_options(config: TrainConfig) -> dict[str, Any]:
+    """Options the command line fixed: model options, and the learning rate when given."""
+    rate = {} if config.learning_rate is None else {"learning_rate": config.learning_rate}
+    return {**config.model_options, **rate}
+
+
+def resumed_settings(tuner_dir: Path, model: str | None, given: dict[str, Any], model_options: dict[str, Any],
+                     space_file: str | Path | None) -> TuneSettings:
+    path = settings_file(tuner_dir)
+    if not path.is_file():
+        raise RunError(f"no search to resume in {tuner_dir} (no tune.json)")
+    try:
+        saved = TuneSettings.from_dict(read_json(path))
+    except (TypeError, KeyError, ValueError) as exc:
+        raise RunError(f"{path} is corrupt ({exc})") from None
+    differ = []
+
+    def compare(flag: str, new: Any, old: Any) -> None:
+        if new != old:
+            differ.append(f"{flag} {new} (the search has {old})")
+
+    if model is not None:
+        compare("model", model, saved.train.model)
+    for name, value in given.items():
+        if name == "max_trials":
+            continue
+        old = getattr(saved, name) if name in TUNE_FIELDS else getattr(saved.train, name)
+        compare("--" + name.replace("_", "-"), value, old)
+    if model_options:
+        probe = TrainConfig(model=saved.train.model, model_options=dict(model_options))
+        probe.validate()
+        for name, value in probe.model_options.items():
+            compare("--" + name.replace("_", "-"), value, saved.train.model_options.get(name))
+    if space_file is not None:
+        space = search_space(saved.train.model, fixed_options(saved.train), read_space_file(space_file),
+                             f"--space {space_file}")
+        if {k: spec_to_json(v) for k, v in space.items()} != saved.space:
+            differ.append(f"--space {space_file} (the search has the space saved in {path})")
+    if differ:
+        raise ValueError(f"--resume continues the search in {tuner_dir} as it was set up; these differ: "
+                         + "; ".join(differ))
+    if "max_trials" in given:
+        saved.max_trials = given["max_trials"]
+    saved.validate()
+    return saved
+
+
+# -- the HyperModel and the tuners ---------------------------------------------------------------
+def trial_config(base: TrainConfig, values: dict[str, Any]) -> TrainConfig:
+    """The training config of a trial: the search's, with the trial's values of the space
+    (KerasTuner's own ``tuner/...`` entries left out)."""
+    values = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+    options = {**base.model_options, **{k: v for k, v in values.items() if k != "learning_rate"}}
+    return replace(base, model_options=options, learning_rate=values.get("learning_rate", base.learning_rate))
+
+
+class KgenHyperModel(keras_tuner.HyperModel):
+    """Builds, compiles and trains a kgen model with one trial's values of ``space``.
+
+    One class serves every family: a family differs in its space (``SPACES``) and its objective
+    (``COMPUTED_OBJECTIVES`` callbacks), both data here.
+    """
+
+    def __init__(self, settings: TuneSettings, data, data_range: str):
+        super().__init__(name=settings.train.model)
+        self.settings, self.data, self.data_range = settings, data, data_range
+        self.space = settings.space_specs()
+        self.options = searchable_options(settings.train.model)
+        self.objective_callbacks: list[keras.callbacks.Callback] = []  # shared by every trial (no state)
+
+    def values(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+        base = self.settings.train
+        defaults = {**{o.name: o.default for o in self.options.values()},
+                    "learning_rate": get_model_class(base.model).default_learning_rate}
+        return {name: declare(hp, name, spec, self.options[name], defaults.get(name))
+                for name, spec in self.space.items()}
+
+    def config(self, values: dict[str, Any]) -> TrainConfig:
+        config = trial_config(self.settings.train, values)
+        config.validate()
+        return config
+
+    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+        config = self.config(self.values(hp))
+        keras.utils.set_random_seed(config.seed)  # a trial starts as `kgen train` with its config would
+        return build_model(config, self.data.shape, self.data_range, self.data.num_train, self.data.num_classes)
+
+    def fit(self, hp, model, *args, epochs: int = 1, initial_epoch: int = 0, callbacks=(), verbose="auto",
+            **kwargs) -> dict[str, float]:
+        """Train for epochs ``initial_epoch``..``epochs`` (Hyperband continues a trial this way) and
+        return the last epoch's logs: the score of a trial is the model it ends with, the one
+        `kgen train --config best_config.json` reproduces."""
+        config = self.config(self.values(hp))
+        train_ds, test_ds = pipelines(config, self.data, self.data_range)
+        if initial_epoch == 0:
+            model.before_training(train_ds, config.learning_rate, config.steps_per_epoch, verbose)
+        nan_guard = kgen_callbacks.NaNGuard()
+        history = model.fit(
+            train_ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=config.steps_per_epoch,
+            validation_data=test_ds, validation_steps=config.validation_steps,
+            # Objective callbacks first: they add their values to the logs the others read.
+            callbacks=[nan_guard, *self.objective_callbacks, *callbacks], shuffle=False, verbose=verbose,
+        )
+        if nan_guard.failed_at is not None:
+            raise keras_tuner.errors.FailedTrialError(f"loss became NaN/inf in epoch {nan_guard.failed_at[0]}")
+        return {name: float(values[-1]) for name, values in history.history.items()}
+
+
+def trial_log_dir(log_root: str | Path, trial_id: str, execution: int = 0) -> Path:
+    """A trial's TensorBoard folder, as KerasTuner names it on the TensorFlow backend."""
+    return Path(log_root) / str(trial_id) / f"execution{execution}"
+
+
+class TunerMixin:
+    """What kgen adds to KerasTuner's tuners: one TensorBoard folder per trial and the hparams
+    dashboard's record on every backend (KerasTuner does both on TensorFlow only), a line for a
+    failed trial, and results.csv rewritten after every trial."""
+
+    results_path: Path | None = None
+
+    def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
+        boards = [c for c in callbacks if isinstance(c, keras.callbacks.TensorBoard)]
+        for callback in boards:  # a trial run again (its search was killed) starts its folder afresh
+            shutil.rmtree(trial_log_dir(callback.log_dir, trial.trial_id, execution), ignore_errors=True)
+        if keras.backend.backend() == "tensorflow":
+            return super()._configure_tensorboard_dir(callbacks, trial, execution)
+        from tensorboard.plugins.hparams import api as hparams_api
+
+        for callback in boards:
+            callback.log_dir = str(trial_log_dir(callback.log_dir, trial.trial_id, execution))
+            # hparams_api.KerasCallback is a Keras 3 callback on every backend; it writes with
+            # tf.summary, which needs no TensorFlow model.
+            callbacks.append(hparams_api.KerasCallback(callback.log_dir, trial_hparams(trial), trial_id=trial.trial_id))
+
+    def on_trial_end(self, trial):
+        try:
+            super().on_trial_end(trial)  # raises after too many failed trials in a row
+        finally:
+            if trial.status in ("FAILED", "INVALID"):
+                print(f"[kgen] trial {trial.trial_id} failed: {failure(trial)} (traceback in "
+                      f"{Path(self.get_trial_dir(trial.trial_id)) / 'trial.json'})", file=sys.stderr)
+            if self.results_path is not None:
+                write_results(self.results_path, results_rows(self))
+
+
+def failure(trial) -> str:
+    """The last line of a failed trial's traceback, without the exception's module path (and
+    without the class for kgen's own FailedTrialError)."""
+    lines = [line for line in (trial.message or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return "no result"
+    last = re.sub(r"^(?:[\w]+\.)+(\w+): ", r"\1: ", lines[-1].strip())
+    return last.removeprefix("FailedTrialError: ")
+
+
+def trial_hparams(trial) -> dict[str, Any]:
+    """The trial's searched values, for the hparams dashboard."""
+    hp = trial.hyperparameters
+    return {p.name: hp.get(p.name) for p in hp.space if hp.is_active(p)}
+
+
+class RandomSearch(TunerMixin, keras_tuner.RandomSearch):
+    pass
+
+
+class BayesianOptimization(TunerMixin, keras_tuner.BayesianOptimization):
+    pass
+
+
+class Hyperband(TunerMixin, keras_tuner.Hyperband):
+    pass
+
+
+def make_tuner(settings: TuneSettings, hypermodel: KgenHyperModel, objective: str, direction: str,
+               tuner_dir: Path) -> keras_tuner.Tuner:
+    """The KerasTuner tuner of a search; it reloads the search's state when tuner_dir has one."""
+    common = dict(
+        hypermodel=hypermodel, objective=keras_tuner.Objective(objective, direction),
+        directory=str(tuner_dir), project_name="search", overwrite=False,
+        seed=settings.train.seed + 1,  # KerasTuner takes seed 0 as "no seed"
+    )
+    if settings.tuner == "hyperband":
+        tuner = Hyperband(max_epochs=settings.train.epochs, factor=HYPERBAND_FACTOR, **common)
+        # Hyperband sizes itself from max_epochs; --max-trials caps it through the oracle.
+        tuner.oracle.max_trials = settings.max_trials
+    elif settings.tuner == "bayesian":
+        tuner = BayesianOptimization(max_trials=settings.max_trials, **common)
+    else:
+        tuner = RandomSearch(max_trials=settings.max_trials, **common)
+    tuner.results_path = Path(tuner_dir) / "results.csv"
+    return tuner
+
+
+# -- results -----------------------------------------------------------------------------------
+@dataclass
+class TuneResult:
+    tuner_dir: Path
+    objective: str
+    direction: str
+    rows: list[dict[str, Any]]
+    best: dict[str, Any] | None
+    results_path: Path
+    best_config_path: Path | None
+    log_dir: Path
+    grids: list[Path]
+
+
+def results_rows(tuner) -> list[dict[str, Any]]:
+    """One row per trial: trial, status, epochs, its values, the objective (None unless completed)."""
+    objective = tuner.oracle.objective.name
+    names = [p.name for p in tuner.oracle.hyperparameters.space]
+    rows = []
+    # In the order the trials started: their ids are zero-padded to --max-trials, which --resume may raise.
+    for trial_id in tuner.oracle.start_order:
+        trial = tuner.oracle.trials[trial_id]
+        values = trial.hyperparameters.values
+        row = {"trial": trial_id, "status": trial.status,
+               "epochs": values.get("tuner/epochs", tuner.hypermodel.settings.train.epochs)}
+        if tuner.hypermodel.settings.tuner == "hyperband":  # the trial whose checkpoint it trains on
+            row["continues"] = values.get("tuner/trial_id")
+        row.update({name: values.get(name) for name in names})
+        row[objective] = float(trial.score) if trial.status == "COMPLETED" and trial.score is not None else None
+        rows.append(row)
+    return rows
+
+
+def write_results(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+
+    def write(tmp: Path):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, columns)
+            writer.writeheader()
+            writer.writerows({k: format_value(row.get(k), for_csv=True) for k in columns} for row in rows)
+
+    atomic_write(path, write)
+
+
+def format_value(value: Any, for_csv: bool = False) -> str:
+    if value is None:
+        return "" if for_csv else "-"
+    if isinstance(value, float):
+        return repr(value) if for_csv else f"{value:.4g}"
+    return str(value)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The results as an aligned text table, in trial order."""
+    if not rows:
+        return "no trials"
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    cells = [[format_value(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
+
+
+def best_config(settings: TuneSettings, trial) -> TrainConfig:
+    """The winner as a `kgen train` config: the search's training settings with the trial's values,
+    for as many epochs as the trial trained (Hyperband's trials differ)."""
+    values = trial.hyperparameters.values
+    return replace(trial_config(settings.train, values), epochs=values.get("tuner/epochs", settings.train.epochs))
+
+
+def draw_best_grids(tuner, settings: TuneSettings, data, data_range: str, tuner_dir: Path, log_root: Path,
+                    count: int = BEST_GRIDS) -> list[Path]:
+    """Sample grids (and reconstructions, codes, ...) of the best trials' checkpoints, logged as
+    `kgen train` logs them: TensorBoard images in the trial's folder and PNGs in best/<rank>-trial_<id>/."""
+    best_root = tuner_dir / "best"
+    if best_root.exists():
+        shutil.rmtree(best_root)  # a resumed search may have new winners
+    best_root.mkdir()
+    inputs, labels = grid_arrays(data, data_range)
+    folders = []
+    for rank, trial in enumerate(tuner.oracle.get_best_trials(count), start=1):
+        model = tuner.load_model(trial)
+        folder = best_root / f"{rank}-trial_{trial.trial_id}"
+        grids = kgen_callbacks.ImageGrids(trial_log_dir(log_root, trial.trial_id) / "images", folder,
+                                          inputs=inputs, labels=labels)
+        grids.set_model(model)
+        epochs = trial.hyperparameters.values.get("tuner/epochs", settings.train.epochs)
+        grids.on_epoch_end(epochs - 1)
+        folders.append(folder)
+    return folders
+
+
+# -- the search --------------------------------------------------------------------------------
+class SearchFailed(RuntimeError):
+    """The search stopped because its trials kept failing."""
+
+
+def tune(settings: TuneSettings, tuner_dir: str | Path, resume: bool = False, verbose: int | str = "auto",
+         runs_root: str | Path = "runs", best_grids: int = BEST_GRIDS) -> TuneResult:
+    """Run (or, with ``resume``, continue) a search and write its results to ``tuner_dir``; then
+    draw the sample grids of the ``best_grids`` best trials.
+
+    Everything the user can get wrong (objective, classifier, data) is checked before the
+    directory is created. ``runs_root`` is where the default classifier run is looked for.
+    """
+    tuner_dir = Path(tuner_dir)
+    settings.validate()
+    if best_grids < 0:
+        raise ValueError(f"--best-grids must be >= 0, got {best_grids}")
+    config = settings.train
+    cls = get_model_class(config.model)
+    if settings.objective is not None:
+        check_objective_name(settings.objective, cls)  # fail fast, before loading the data
+    data, data_range = load_data(config)
+    hypermodel = KgenHyperModel(settings, data, data_range)
+    probe = hypermodel.build(keras_tuner.HyperParameters())  # the first values of the space
+    objective = settings.objective or default_objective(config.model, probe)
+    has_test = data.test is not None
+    check_objective(objective, probe, has_test)
+    direction = settings.direction or objective_direction(objective)
+    computed = COMPUTED_OBJECTIVES.get(objective)
+    if computed is not None:
+        classifier_run = None
+        if computed.needs_classifier:
+            from kgen.evaluate import classifier_for
+
+            classifier_run = classifier_for(config.dataset, runs_root, settings.classifier)
+            print(f"[kgen] {objective} of {settings.eval_samples} samples judged by {classifier_run.path}",
+                  file=sys.stderr)
+        search = SearchData(data, data_range, config.seed, settings.eval_samples, classifier_run)
+        hypermodel.objective_callbacks = [computed.callback(probe, search)]
+    elif settings.classifier is not None:
+        raise ValueError(f"--classifier judges samples for the fid, kid and classifier_score objectives, not {objective}")
+    del probe
+
+    tuner_dir.mkdir(parents=True, exist_ok=True)
+    # The resolved objective is saved too: a resumed search keeps it even if the defaults change.
+    write_json(settings_file(tuner_dir), {**settings.to_dict(), "objective": objective, "direction": direction})
+    tuner = make_tuner(settings, hypermodel, objective, direction, tuner_dir)
+    log_root = tuner_dir / "logs"
+    # KerasTuner deep-copies this per trial and points it at logs/<trial>/execution0.
+    board = keras.callbacks.TensorBoard(log_dir=str(log_root), write_graph=False)
+    debug, kt_config.DEBUG = kt_config.DEBUG, False  # a failed trial is one line, not KerasTuner's traceback
+    try:
+        tuner.search(epochs=config.epochs, callbacks=[board], verbose=verbose)
+    except RuntimeError as exc:
+        if "consecutive failures" not in str(exc):
+            raise
+        last = tuner.oracle.trials[tuner.oracle.end_order[-1]]
+        raise SearchFailed(f"the search stopped after {tuner.oracle.max_consecutive_failed_trials} failed trials in a "
+                           f"row; the last: {failure(last)}") from None
+    finally:
+        kt_config.DEBUG = debug
+
+    rows = results_rows(tuner)
+    results_path = tuner_dir / "results.csv"
+    write_results(results_path, rows)
+    best_trials = tuner.oracle.get_best_trials(1)
+    best, best_path, grids = None, None, []
+    if best_trials:
+        best = next(row for row in rows if row["trial"] == best_trials[0].trial_id)
+        best_path = tuner_dir / "best_config.json"
+        write_json(best_path, asdict(best_config(settings, best_trials[0])))
+        grids = draw_best_grids(tuner, settings, data, data_range, tuner_dir, log_root, best_grids)
+    return TuneResult(tuner_dir, objective, direction, rows, best, results_path, best_path, log_root, grids)
