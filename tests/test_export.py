@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from conftest import BACKEND, run_kgen
 from kgen import export as kgen_export
+from kgen.runs import Run
 from kgen.train import load_model
 
 runner = CliRunner()
@@ -60,23 +62,24 @@ def runs(idx_folder, tmp_path_factory) -> dict[str, Path]:
     return found
 
 
+@dataclass
+class Exported:
+    out: Path  # the export root
+    text: str  # what `kgen export` printed
+    names: dict[str, str]  # family -> model name in TF Serving (<model>-<dataset>)
+
+    def path(self, family: str, version: int = 1) -> Path:
+        return self.out / self.names[family] / str(version)
+
+
 @pytest.fixture(scope="module")
-def exported(runs, tmp_path_factory) -> tuple[Path, str]:
+def exported(runs, tmp_path_factory) -> Exported:
     """Every family (and the ae run a second time: version 2) in one `kgen export --check --warmup --png`."""
     out = tmp_path_factory.mktemp("exports") / "saved_models"
     result = invoke("export", *runs.values(), runs["ae"], "--out", out, "--check", "--warmup", "--png")
     assert result.exit_code == 0, result.output
-    return out, result.output
-
-
-def export_name(family: str) -> str:
-    """<model>-<dataset>: the tiny IDX dataset's folder is idx0 (the session's first mktemp("idx"))."""
-    return f"{FAMILIES[family][0]}-idx0"
-
-
-def export_dir(exported, family: str, version: int = 1) -> Path:
-    out, _ = exported
-    return out / export_name(family) / str(version)
+    names = {family: kgen_export.default_name(Run.open(run).config()) for family, run in runs.items()}
+    return Exported(out, result.output, names)
 
 
 def signature_defs(path: Path) -> dict:
@@ -95,7 +98,7 @@ def shape_of(info) -> tuple:
 # -- what every family exports -------------------------------------------------------------
 @pytest.mark.parametrize("family", FAMILIES)
 def test_signatures_names_shapes_and_dtypes(exported, runs, family):
-    path = export_dir(exported, family)
+    path = exported.path(family)
     defs = signature_defs(path)
     expected = FAMILIES[family][2]
     assert set(defs) == {*expected, "serving_default"}
@@ -163,7 +166,7 @@ def feed(model, signature, n: int, rng) -> dict:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_outputs_match_the_keras_model_at_every_batch_size(exported, runs, family):
-    path = export_dir(exported, family)
+    path = exported.path(family)
     loaded = tf.saved_model.load(str(path))
     model = load_model(runs[family])
     rng = np.random.default_rng(7)
@@ -188,7 +191,7 @@ def test_outputs_match_the_keras_model_at_every_batch_size(exported, runs, famil
 
 @pytest.mark.parametrize("family", [f for f in FAMILIES if "sample" in FAMILIES[f][2]])
 def test_sample_is_deterministic_per_seed(exported, runs, family):
-    loaded = tf.saved_model.load(str(export_dir(exported, family)))
+    loaded = tf.saved_model.load(str(exported.path(family)))
     model = load_model(runs[family])
     sample = loaded.signatures["sample"]
     labels = {"label": tf.constant([3, 1, 4, 1, 5, 9, 2], tf.int64)} if family == "cgan" else {}
@@ -215,7 +218,7 @@ def test_sample_is_deterministic_per_seed(exported, runs, family):
 
 
 def test_a_label_outside_the_classes_fails_the_request(exported):
-    sample = tf.saved_model.load(str(export_dir(exported, "cgan"))).signatures["sample"]
+    sample = tf.saved_model.load(str(exported.path("cgan"))).signatures["sample"]
     with pytest.raises(tf.errors.InvalidArgumentError, match="label must be in 0..9"):
         sample(seed=tf.constant([1], tf.int64), label=tf.constant([10], tf.int64))
 
@@ -224,7 +227,7 @@ def test_warmup_holds_one_prediction_log_per_signature(exported):
     from tensorflow_serving.apis import prediction_log_pb2
 
     for family, (_, _, expected) in FAMILIES.items():
-        path = export_dir(exported, family)
+        path = exported.path(family)
         defs = signature_defs(path)
         records = list(tf.data.TFRecordDataset(str(path / kgen_export.WARMUP_FILE)).as_numpy_iterator())
         logs = [prediction_log_pb2.PredictionLog.FromString(r) for r in records]
@@ -240,7 +243,7 @@ def test_warmup_holds_one_prediction_log_per_signature(exported):
 def test_graphs_hold_native_tensorflow_ops_only(exported, family):
     from tensorflow.python.framework import op_def_registry
 
-    found = kgen_export.graph_ops(export_dir(exported, family))
+    found = kgen_export.graph_ops(exported.path(family))
     assert found and not found & kgen_export.FORBIDDEN_OPS
     assert all(op_def_registry.get(op) is not None for op in found)
     if "sample" in FAMILIES[family][2]:
@@ -251,20 +254,20 @@ def test_graphs_hold_native_tensorflow_ops_only(exported, family):
 def test_the_op_check_refuses_python_and_xla_ops(exported, monkeypatch):
     monkeypatch.setattr(kgen_export, "graph_ops", lambda path: {"MatMul", "XlaCallModule", "EagerPyFunc"})
     with pytest.raises(kgen_export.ExportFailed, match="EagerPyFunc, XlaCallModule"):
-        kgen_export.check_ops(export_dir(exported, "ae"))
+        kgen_export.check_ops(exported.path("ae"))
 
 
 def test_the_check_report_and_serving_instructions(exported):
-    out, text = exported
+    out, text = exported.out, exported.text
     assert text.count("check: loaded in a fresh Python without kgen or Keras") == len(FAMILIES) + 1
     assert "max abs diff" in text and "signature_def['serving_default']:" in text
     for family, (_, _, expected) in FAMILIES.items():
-        name = export_name(family)
+        name = exported.names[family]
         source = (out / name).resolve()
         assert (f"docker run -p 8501:8501 --mount type=bind,source={source},target=/models/{name} "
                 f"-e MODEL_NAME={name} -t tensorflow/serving") in text
         for signature in expected:
-            body = json.loads((export_dir(exported, family) / kgen_export.REQUESTS_DIR / f"{signature}.json").read_text())
+            body = json.loads((exported.path(family) / kgen_export.REQUESTS_DIR / f"{signature}.json").read_text())
             assert body["signature_name"] == signature and body["instances"]
             assert f"curl -s -X POST http://localhost:8501/v1/models/{name}:predict -d " in text
     sample_body = {"signature_name": "sample", "instances": [{"seed": 1000, "label": 0}, {"seed": 1001, "label": 1}]}
@@ -272,8 +275,7 @@ def test_the_check_report_and_serving_instructions(exported):
 
 
 def test_check_tables_match_saved_model_cli_layout(exported):
-    _, text = exported
-    table = text.split("MetaGraphDef with tag-set: 'serve' contains the following SignatureDefs:")[1]
+    table = exported.text.split("MetaGraphDef with tag-set: 'serve' contains the following SignatureDefs:")[1]
     assert "  The given SavedModel SignatureDef contains the following input(s):\n    inputs['images'] tensor_info:\n" \
            "        dtype: DT_FLOAT\n        shape: (-1, 28, 28, 1)\n" in table
     assert "  Method name is: tensorflow/serving/predict" in table
@@ -307,22 +309,23 @@ def test_signature_choice_and_order(runs):
 
 # -- versions, atomic writes, listing --------------------------------------------------------------
 def test_versions_count_up_and_are_listed(exported):
-    out, _ = exported
-    assert kgen_export.versions(out / "ae-idx0") == [1, 2]
+    out, name = exported.out, exported.names["ae"]
+    assert kgen_export.versions(out / name) == [1, 2]
     result = run_kgen("export", "--list", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert "ae-idx0" in result.stdout and "TF Serving serves version 2" in result.stdout
+    assert f"{name}  ({out / name}; TF Serving serves version 2)" in result.stdout
     assert "  1  ae from " in result.stdout and "  2  ae from " in result.stdout
     assert "signatures: reconstruct, encode, decode" in result.stdout
 
 
-def test_a_failure_mid_export_leaves_no_version(runs, tmp_path, monkeypatch):
+def test_a_failure_mid_export_leaves_no_version(runs, exported, tmp_path, monkeypatch):
     """The TensorFlow stage dies after writing part of the SavedModel: no version folder, no temporary
     folder, and the model folder this export created is gone too."""
+    model_dir = tmp_path / "out" / exported.names["ae"]
     seen = []
 
     def half_written(*args, **kwargs):
-        (tmp,) = [p for p in (tmp_path / "out" / "ae-idx0").iterdir() if not p.name.isdigit()]
+        (tmp,) = [p for p in model_dir.iterdir() if not p.name.isdigit()]
         seen.append(tmp.name)
         (tmp / "saved_model.pb").write_bytes(b"partial")
         raise kgen_export.ExportFailed("simulated crash while writing")
@@ -332,17 +335,17 @@ def test_a_failure_mid_export_leaves_no_version(runs, tmp_path, monkeypatch):
     result = invoke("export", runs["ae"], "--out", tmp_path / "out")
     assert "simulated crash" in one_line_error(result, code=1)
     assert seen[0].startswith(".tmp-1-")  # hidden: TF Serving ignores non-numeric folders
-    assert not (tmp_path / "out" / "ae-idx0").exists()
-    (tmp_path / "out" / "ae-idx0" / "3").mkdir(parents=True)  # an existing model folder is kept
+    assert not model_dir.exists()
+    (model_dir / "3").mkdir(parents=True)  # an existing model folder is kept
     result = invoke("export", runs["ae"], "--out", tmp_path / "out")
     one_line_error(result, code=1)
     assert seen[1].startswith(".tmp-4-")
-    assert [p.name for p in (tmp_path / "out" / "ae-idx0").iterdir()] == ["3"]
+    assert [p.name for p in model_dir.iterdir()] == ["3"]
 
 
 # -- bad input ---------------------------------------------------------------------------------------
 def test_bad_input_is_one_line_and_writes_nothing(runs, exported, tmp_path):
-    out, _ = exported
+    out = exported.out
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
@@ -362,7 +365,7 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, exported, tmp_path):
         ((no_model,), "has no model.keras yet"),
         ((broken,), "model.keras cannot be loaded"),
         ((runs["ae"], "--signature", "sample"), "unknown signature 'sample' for model 'ae'; it has: reconstruct"),
-        ((runs["ae"], "--version", "2"), "ae-idx0/2 exists; versions are never overwritten (next free: 3)"),
+        ((runs["ae"], "--version", "2"), f"{exported.names['ae']}/2 exists; versions are never overwritten (next free: 3)"),
         ((runs["ae"], "--version", "0"), "--version must be a positive integer"),
         ((runs["ae"], "--name", "no/slash"), "--name must be letters, digits"),
         ((runs["ae"], runs["vae"], "--name", "both"), "--name and --version are for a single run"),
