@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from conftest import BACKEND, run_kgen
 from kgen import export as kgen_export
+from kgen import sampling
 from kgen.runs import Run
 from kgen.train import load_model
 
@@ -113,14 +114,16 @@ def test_signatures_names_shapes_and_dtypes(exported, runs, family):
             assert info.dtype == dtype.as_datatype_enum, (name, key)
             if key in ("images", "reconstruction"):
                 assert shape_of(info) == image, (name, key)
+    conditional = {"label"} if sampling.is_conditional(model) else set()
     if "encode" in defs:
-        names = {"vae": {"mean", "log_var"}}.get(family, {"code"})
-        assert set(defs["encode"].outputs) == names
+        assert set(defs["encode"].outputs) == set(getattr(model, "encode_output_names", ["code"]))
         code = shape_of(next(iter(defs["encode"].outputs.values())))
         assert shape_of(defs["decode"].inputs["code"]) == code
-    if "sample" in defs:
-        assert set(defs["sample"].inputs) == ({"seed", "label"} if family == "cgan" else {"seed"})
-        assert ("latent" in defs["sample"].outputs) == (family != "rbm")
+    if "generate" in defs:
+        assert set(defs["generate"].inputs) == {"latent", *conditional}
+    if "sample" in defs:  # a latent comes back when the model draws one (not the RBM's Gibbs chains)
+        assert set(defs["sample"].inputs) == {"seed", *conditional}
+        assert ("latent" in defs["sample"].outputs) == hasattr(model, "sample_latent")
     if family == "classifier":
         assert shape_of(defs["classify"].outputs["probabilities"]) == (-1, 10)
         assert "png_bytes" not in defs["classify"].outputs
@@ -136,13 +139,14 @@ def keras_outputs(model, name: str, inputs: dict) -> dict:
     to_model = (lambda x: 2.0 * x - 1.0) if bounded else (lambda x: x)
     to_unit = (lambda y: (y + 1.0) / 2.0) if bounded else (lambda y: y)
     condition = model.condition_of_labels(len(inputs["label"]), inputs["label"]) if "label" in inputs else None
+    given = {} if condition is None else {"condition": condition}
     if name == "reconstruct":
-        return {"reconstruction": to_unit(model.reconstruct(to_model(inputs["images"])))}
+        return {"reconstruction": to_unit(model.reconstruct(to_model(inputs["images"]), **given))}
     if name == "encode":
         codes = model.encode(to_model(inputs["images"]))
-        return dict(zip(("mean", "log_var"), codes)) if isinstance(codes, tuple) else {"code": codes}
+        return dict(zip(model.encode_output_names, codes)) if isinstance(codes, tuple) else {"code": codes}
     if name == "decode":
-        return {"images": to_unit(model.decode(inputs["code"]))}
+        return {"images": to_unit(model.decode(inputs["code"], **given))}
     if name == "generate":
         return {"images": to_unit(model.generate(inputs["latent"], condition))}
     probabilities = model.predict_proba(to_model(inputs["images"]))
@@ -194,7 +198,7 @@ def test_sample_is_deterministic_per_seed(exported, runs, family):
     loaded = tf.saved_model.load(str(exported.path(family)))
     model = load_model(runs[family])
     sample = loaded.signatures["sample"]
-    labels = {"label": tf.constant([3, 1, 4, 1, 5, 9, 2], tf.int64)} if family == "cgan" else {}
+    labels = {"label": tf.constant([3, 1, 4, 1, 5, 9, 2], tf.int64)} if sampling.is_conditional(model) else {}
     seeds = tf.constant([11, 12, 13, 14, 15, 16, 17], tf.int64)
     first, again = sample(seed=seeds, **labels), sample(seed=seeds, **labels)
     np.testing.assert_array_equal(first["images"].numpy(), again["images"].numpy())
@@ -374,6 +378,8 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, exported, tmp_path):
     for args, message in cases:
         assert message in one_line_error(invoke("export", *args, "--out", out)), args
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    one_line_error(invoke("export", runs["ae"], "--signature", "nope", "--out", tmp_path / "fresh"))
+    assert not (tmp_path / "fresh").exists()
     unwritable = one_line_error(invoke("export", runs["ae"], "--out", blocker / "saved_models"))
     assert "cannot write to" in unwritable and "is not a folder" in unwritable
     assert blocker.read_text() == ""
