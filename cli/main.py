@@ -312,8 +312,8 @@ def evaluate(
              "process.")
 def export(
     runs: Optional[list[Path]] = typer.Argument(None, help="Run directories (several: each as <model>-<dataset>)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Model name in TF Serving. [default: <model>-<dataset>]"),
-    version: Optional[int] = typer.Option(None, "--version", help="Version folder (never overwritten). [default: next integer]"),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name in TF Serving (default: <model>-<dataset>)."),
+    version: Optional[int] = typer.Option(None, "--version", help="Version folder, never overwritten (default: the next integer)."),
     out: Path = typer.Option(Path("saved_models"), "--out", "-o", help="Export root (TF Serving's --model_base_path is OUT/NAME)."),
     signature: Optional[list[str]] = typer.Option(None, "--signature", "-s", help="Export only this signature (repeat; the first is serving_default)."),
     warmup: bool = typer.Option(False, "--warmup", help="Write assets.extra/tf_serving_warmup_requests (one request per signature)."),
