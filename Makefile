@@ -10,11 +10,15 @@ DEMO_EPOCHS ?= 10
 setup: $(VENV)/.installed
 
 # torch first: `pip install torch==2.13.0` takes the local CPU build where one is provided.
-$(VENV)/.installed: pyproject.toml
+# tensorflow-serving-api (the PredictionLog protos of `kgen export --warmup`) requires the `tensorflow`
+# package, which would install a second TensorFlow over tensorflow-cpu; its other requirements
+# (grpcio, protobuf) come with TensorFlow, so it goes in without dependencies.
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps "tensorflow-serving-api==2.21.*"
 	touch $@
 
 demo: setup

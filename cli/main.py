@@ -381,6 +381,32 @@ def evaluate(
         typer.echo(f"per-example scores: {scores}")
 
 
+@app.command(help="Export runs as TensorFlow SavedModels for TF Serving: OUT/NAME/VERSION/ (tag serve, one signature "
+             "per capability of the model). Runs trained on JAX or PyTorch are exported from a TensorFlow-backend "
+             "process.")
+def export(
+    runs: Optional[list[Path]] = typer.Argument(None, help="Run directories (several: each as <model>-<dataset>)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name in TF Serving (default: <model>-<dataset>)."),
+    version: Optional[int] = typer.Option(None, "--version", help="Version folder, never overwritten (default: the next integer)."),
+    out: Path = typer.Option(Path("saved_models"), "--out", "-o", help="Export root (TF Serving's --model_base_path is OUT/NAME)."),
+    signature: Optional[list[str]] = typer.Option(None, "--signature", "-s", help="Export only this signature (repeat; the first is serving_default)."),
+    warmup: bool = typer.Option(False, "--warmup", help="Write assets.extra/tf_serving_warmup_requests (one request per signature)."),
+    check: bool = typer.Option(False, "--check", help="Load the export in a fresh Python without kgen, compare every signature with Keras, print the signatures, the docker line and REST examples."),
+    png: bool = typer.Option(False, "--png", help="Image signatures also return PNG bytes (png_bytes; base64 over REST)."),
+    list_: bool = typer.Option(False, "--list", help="List the models and versions under --out instead."),
+) -> None:
+    from kgen import export as kgen_export
+
+    if list_:
+        if runs:
+            fail("--list takes no run")
+        typer.echo(kgen_export.format_listing(kgen_export.list_exports(out), out))
+        return
+    results = run_guarded(kgen_export.export_runs, runs or [], out, name, version, signature, warmup, check, png)
+    for result in results:
+        typer.echo(kgen_export.describe(result))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: click's own usage errors also become one line, exit 2."""
     command = typer.main.get_command(app)

@@ -181,7 +181,7 @@ def predicted_kind(model) -> str | None:
 def reconstructions(model, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The model's reconstructions of x (a supervised AAE's decoder takes the labels too)."""
     if getattr(model, "reconstructs_with_labels", False):
-        return batched(model.reconstruct, (x, labels))
+        return batched(lambda b, y: model.reconstruct(b, model.condition_of_labels(len(y), y)), (x, labels))
     return batched(model.reconstruct, x)
 
 

@@ -175,7 +175,7 @@ def test_supervised_decoder_takes_the_label_and_the_style_grid_crosses_styles_an
     x, y = toy_images(4)
     with pytest.raises(ValueError, match="label"):
         model.reconstruct(x)
-    assert np_(model.reconstruct(x, y)).shape == x.shape
+    assert np_(model.reconstruct(x, sampling.one_hot_labels(4, y, 10))).shape == x.shape
 
 
 def test_unsupervised_aae_has_no_label_input_unless_the_prior_is_conditional():

@@ -214,22 +214,22 @@ class AAE(AE):
     def decode(self, z, condition=None, training: bool = False):
         return self.output_activation(self.decoder(self.decoder_input(z, condition), training=training))
 
-    def reconstruct(self, x, labels=None, training: bool = False):
-        """x -> z (and y) -> x_hat; the supervised model takes the true ``labels`` too."""
+    def reconstruct(self, x, condition=None, training: bool = False):
+        """x -> z (and y) -> x_hat. The supervised model's decoder also takes the true label, as the
+        one-hot ``condition`` (``condition_of_labels``); the other modes ignore it."""
         z, logits = self.encode_parts(x, training)
         if self.mode_is("supervised"):
-            if labels is None:
+            if condition is None:
                 raise ValueError("aae --mode supervised reconstructs from the image and its label")
-            condition = ops.one_hot(ops.cast(labels, "int32"), self.label_count)
         else:
             condition = None if logits is None else ops.softmax(logits)
         return self.decode(z, condition, training)
 
     def call(self, inputs, training: bool = False):
-        """Reconstructions; the supervised model takes (images, labels)."""
+        """Reconstructions; the supervised model takes (images, one-hot labels)."""
         if self.mode_is("supervised"):
-            x, labels = inputs
-            return self.reconstruct(x, labels, training=training)
+            x, condition = inputs
+            return self.reconstruct(x, condition, training=training)
         return self.reconstruct(inputs, training=training)
 
     # -- prior and sampling -------------------------------------------------------------

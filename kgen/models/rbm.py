@@ -82,6 +82,24 @@ class RBM(PhasedModel):
         h = self.bernoulli(self.hidden_probabilities(v), seed)
         return self.bernoulli(self.visible_probabilities(h), seed)
 
+    def gibbs_chain(self, v, steps: int, generator: keras.random.SeedGenerator):
+        """``steps`` Gibbs steps from v as one loop op (``ops.fori_loop``), not ``steps`` copies of the
+        step: a traced graph (the exported ``sample`` signature) stays small whatever ``sample_steps`` is.
+
+        The generator's state is threaded through the loop, so the draws are exactly those of a
+        Python loop of ``gibbs_step(v, generator)``, and the generator ends where that loop leaves it.
+        """
+
+        def step(_, carry):
+            v, state = carry
+            with keras.StatelessScope(state_mapping=[(generator.state, state)]) as scope:
+                v = self.gibbs_step(v, generator)
+                return v, scope.get_current_value(generator.state)
+
+        v, state = ops.fori_loop(0, steps, step, (v, generator.state.value))
+        generator.state.assign(state)
+        return v
+
     def free_energy(self, v):
         """F(v) = -b.v - sum_j softplus(c_j + v.W_j), per example."""
         return -ops.matmul(v, self.visible_bias) - ops.sum(ops.softplus(ops.matmul(v, self.W) + self.hidden_bias), axis=-1)
@@ -90,10 +108,13 @@ class RBM(PhasedModel):
     def encode(self, x, training: bool = False):
         return self.hidden_probabilities(self.flatten(x))
 
+    def decode(self, h, training: bool = False):
+        """p(v | h) as images, for hidden states (or probabilities) h."""
+        return ops.reshape(self.visible_probabilities(ops.convert_to_tensor(h, "float32")), (-1, *self.data_shape))
+
     def reconstruct(self, x, training: bool = False):
         """Mean-field reconstruction p(v | p(h | x))."""
-        v = self.visible_probabilities(self.encode(x))
-        return ops.reshape(v, (-1, *self.data_shape))
+        return self.decode(self.encode(x))
 
     def call(self, x, training: bool = False):
         return self.reconstruct(x)
@@ -102,10 +123,8 @@ class RBM(PhasedModel):
         """p(v | h) after ``steps`` Gibbs steps of n chains started from uniform noise."""
         generator = keras.random.SeedGenerator(seed) if seed is not None else self.seed_generator
         v = self.bernoulli(ops.full((n, self.visible), 0.5), generator)
-        for _ in range((steps or self.hparams["sample_steps"]) - 1):
-            v = self.gibbs_step(v, generator)
-        h = self.bernoulli(self.hidden_probabilities(v), generator)
-        return ops.reshape(self.visible_probabilities(h), (-1, *self.data_shape))
+        v = self.gibbs_chain(v, (steps or self.hparams["sample_steps"]) - 1, generator)
+        return self.decode(self.bernoulli(self.hidden_probabilities(v), generator))
 
     def pseudo_log_likelihood(self, v):
         """Stochastic PLL per example: D * log sigmoid(F(v with one random unit flipped) - F(v))."""

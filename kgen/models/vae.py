@@ -34,6 +34,7 @@ class VAE(AE):
     )
     metric_names = ("loss", "reconstruction_loss", "kl_loss")
     regularized = True  # the KL term
+    encode_output_names = ("mean", "log_var")  # what encode() returns, by name (kgen export's outputs)
 
     def __init__(self, input_shape: tuple[int, ...], **kwargs):
         super().__init__(input_shape, **kwargs)
