@@ -346,7 +346,24 @@ def gan_suite(args) -> dict:
     return {"samples_per_s": results}
 
 
-SUITES = {"vae": (vae_suite, 60), "ae-family": (ae_family_suite, 60), "gan": (gan_suite, 64)}  # suite, default --steps
+def aae_suite(args) -> dict:
+    import aae
+
+    models = args.only or list(aae.SPECS)
+    if set(models) - set(aae.SPECS):
+        raise SystemExit(f"--only: the aae suite runs {', '.join(aae.SPECS)}")
+    results = kgen_vs_reference("aae", models, args.backends, args)
+    best = {key: max(values) for key, values in results.items()}
+    print(f"\nadversarial autoencoders (dense 784-512-8 encoder and decoder, code discriminators 512-256-1), "
+          f"batch {BATCH}, samples/s = images per second (one step of each phase per batch: reconstruction, "
+          f"discriminator, generator, and classification for the semi-supervised model), best of {args.rounds} "
+          "interleaved rounds; kgen / hand-written reference of the same networks and steps on the same backend\n")
+    ratio_table(models, args.backends, best)
+    return {"samples_per_s": results}
+
+
+SUITES = {"vae": (vae_suite, 60), "ae-family": (ae_family_suite, 60), "gan": (gan_suite, 64),
+          "aae": (aae_suite, 128)}  # suite, default --steps
 
 
 def main() -> None:
