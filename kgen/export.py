@@ -206,6 +206,8 @@ def _conditional(model, name: str) -> bool:
         return False  # sampled without a latent (the RBM's Gibbs chains): unconditional
     if name == "reconstruct":  # only a decoder told the true label (the supervised AAE) needs one
         return getattr(model, "reconstructs_with_labels", False)
+    if not getattr(model, "generator_takes_labels", True):
+        return False  # the label only picks a prior component (aae --conditional-prior): served from the marginal
     method = CONDITIONED_METHOD.get(name)
     return method is not None and hasattr(model, method) and takes_condition(model, method)
 

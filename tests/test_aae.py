@@ -190,6 +190,12 @@ def test_unsupervised_aae_has_no_label_input_unless_the_prior_is_conditional():
     assert np.mean(k == 7) > 0.99
     with pytest.raises(ValueError, match="style grid"):
         sampling.style_grid(conditional)
+    # Without labels it draws from the prior's marginal, which is what its export serves (no label input).
+    np.testing.assert_allclose(np_(conditional.sample(3, seed=4)),
+                               np_(conditional.generate(conditional.sample_latent(3, seed=4))), atol=1e-6)
+    from kgen import export
+
+    assert all("label" not in s.inputs for s in export.signatures(conditional))
 
 
 def test_clustering_head_has_one_category_per_cluster():
@@ -287,25 +293,25 @@ def test_semi_supervised_run_beats_chance_and_imposes_the_prior(semi_run):
         codes_of(trained, x), np_(trained.sample_prior(500, labels=labels, seed=0))), rel=1e-6)
 
 
-def test_style_grid_sample_and_clustering_evaluation(semi_run, tmp_path):
+def test_style_grid_sample_and_clustering_evaluation(semi_run, idx_folder, tmp_path):
     result = invoke("sample", semi_run, "--style-grid", "--n", 30, "--out", tmp_path / "style.png")
     assert result.exit_code == 0, result.output
     from PIL import Image
 
     assert Image.open(tmp_path / "style.png").size == (10 * 29 + 1, 3 * 29 + 1)
     assert (semi_run / "samples" / "style_grid-epoch-0001.png").is_file()
-    result = invoke("train", "aae", "--mode", "clustering", "--clusters", 16, "--dataset", "mnist", "--epochs", 1,
-                    "--steps-per-epoch", 8, "--batch-size", 32, "--hidden", 32, "--run-dir", tmp_path / "clusters")
+    result = invoke("train", "aae", "--mode", "clustering", "--clusters", 16, "--dataset", idx_folder, "--epochs", 1,
+                    "--steps-per-epoch", 8, "--batch-size", 16, "--hidden", 32, "--run-dir", tmp_path / "clusters")
     assert result.exit_code == 0, result.output
-    result = invoke("evaluate", tmp_path / "clusters", "--limit", 200)
+    result = invoke("evaluate", tmp_path / "clusters")
     assert result.exit_code == 0, result.output
     evaluation = json.loads((tmp_path / "clusters" / "metrics.json").read_text())["evaluation"]["test"]
     assert 0.0 <= evaluation["clustering_error"] < 1.0 and 1 <= evaluation["clusters_used"] <= 16
     assert "hungarian_accuracy" not in evaluation and "accuracy" not in evaluation
-    result = invoke("encode", tmp_path / "clusters", "--limit", 50, "--out", tmp_path / "codes.npz")
+    result = invoke("encode", tmp_path / "clusters", "--limit", 30, "--out", tmp_path / "codes.npz")
     assert result.exit_code == 0, result.output
     with np.load(tmp_path / "codes.npz") as codes:
-        assert codes["codes"].shape == (50, 8) and codes["probabilities"].shape == (50, 16)
+        assert codes["codes"].shape == (30, 8) and codes["probabilities"].shape == (30, 16)
 
 
 @pytest.mark.parametrize("args,message", [

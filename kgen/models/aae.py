@@ -257,7 +257,10 @@ class AAE(AE):
         return self.decode(latent, condition if self.generator_takes_labels else None, training)
 
     def sample(self, n: int, seed: int | None = None, labels=None):
-        """n images decoded from prior draws; conditional models draw for ``labels`` (default 0, 1, ...)."""
+        """n images decoded from prior draws; conditional models draw for ``labels`` (default 0, 1, ...;
+        under --conditional-prior alone, without labels: from the prior's marginal)."""
+        if labels is None and not self.generator_takes_labels:
+            return self.generate(self.sample_latent(n, seed))  # the marginal of a label-conditioned prior
         condition = self.condition_of_labels(n, labels)
         if condition is None:
             return self.generate(self.sample_latent(n, seed))
