@@ -112,15 +112,6 @@ def _with_condition(method, x, condition):
     return method(x) if condition is None else method(x, condition=condition)
 
 
-def _prior_takes_labels(model) -> bool:
-    """Does the model draw its latent for given labels (``sample_latent(n, seed, labels)``: a
-    label-conditioned prior, e.g. the AAE's --conditional-prior)? Then ``sample`` draws row i's
-    latent for label i, as ``model.sample(labels=...)`` does."""
-    from kgen.sampling import is_conditional
-
-    return is_conditional(model) and "labels" in inspect.signature(model.sample_latent).parameters
-
-
 # Each capability: the methods it needs, its inputs (besides a label) and the backend-neutral
 # function of the signature: (model, inputs, condition) -> named outputs. The order is the
 # order of the signatures; the first one present is serving_default.
@@ -172,8 +163,7 @@ def _sample_reference(model, inputs, condition):
         kwargs = {} if labels is None else {"labels": np.asarray(labels)[i : i + 1]}
         images.append(ops.convert_to_numpy(model.sample(1, seed=int(seed), **kwargs))[0])
         if hasattr(model, "sample_latent"):
-            prior = kwargs if _prior_takes_labels(model) else {}
-            latents.append(ops.convert_to_numpy(model.sample_latent(1, seed=int(seed), **prior))[0])
+            latents.append(ops.convert_to_numpy(model.sample_latent(1, seed=int(seed)))[0])
     out = {"images": to_unit(model, np.stack(images))}
     if latents:
         out["latent"] = np.stack(latents)
@@ -214,8 +204,6 @@ NOT_CAPABLE = (NotImplementedError, ValueError)
 def _conditional(model, name: str) -> bool:
     if name == "sample" and not hasattr(model, "sample_latent"):
         return False  # sampled without a latent (the RBM's Gibbs chains): unconditional
-    if name == "reconstruct":  # only a decoder told the true label (the supervised AAE) needs one
-        return getattr(model, "reconstructs_with_labels", False)
     method = CONDITIONED_METHOD.get(name)
     return method is not None and hasattr(model, method) and takes_condition(model, method)
 
@@ -324,8 +312,8 @@ def reference_outputs(model, signature: Signature, inputs: dict[str, np.ndarray]
 
 # -- the TensorFlow side: graph functions, SavedModel, op check, warmup ------------------------
 def _tf_condition(model, label):
-    """(checked labels, their one-hot conditions): a label outside 0..C-1 fails the request instead
-    of silently conditioning on nothing."""
+    """One-hot conditions from int labels; a label outside 0..C-1 fails the request instead of
+    silently conditioning on nothing."""
     import tensorflow as tf
 
     classes = model.num_classes
@@ -333,8 +321,7 @@ def _tf_condition(model, label):
               tf.debugging.assert_less(label, tf.constant(classes, label.dtype),
                                        message=f"label must be in 0..{classes - 1}")]
     with tf.control_dependencies(checks):
-        label = tf.identity(label)
-    return label, tf.one_hot(label, classes, dtype="float32")
+        return tf.one_hot(label, classes, dtype="float32")
 
 
 def _seeded(model, seed):
@@ -350,26 +337,20 @@ def _seeded(model, seed):
     return keras.StatelessScope(state_mapping=[(state, value)])
 
 
-def _tf_sample(model, seed, label, condition):
-    """One draw per seed (``tf.map_fn``): row i depends on seed i (and label i) only."""
+def _tf_sample(model, seed, condition):
+    """One draw per seed (``tf.map_fn``): row i depends on seed i only."""
     import tensorflow as tf
 
-    by_label = label is not None and hasattr(model, "sample_latent") and _prior_takes_labels(model)
-
-    def one(draw):
-        def row(elems):
-            s, l = elems if by_label else (elems, None)
+    def draw(fn):
+        def one(s):
             with _seeded(model, s):
-                return draw(l)[0]
-        return row
+                return fn()[0]
+        return one
 
-    rows = (seed, label) if by_label else seed
     if hasattr(model, "sample_latent"):
-        prior = (lambda l: model.sample_latent(1, labels=l[None])) if by_label else (lambda l: model.sample_latent(1))
-        latent = tf.map_fn(one(prior), rows, fn_output_signature=tf.float32)
+        latent = tf.map_fn(draw(lambda: model.sample_latent(1)), seed, fn_output_signature=tf.float32)
         return {"images": to_unit(model, model.generate(latent, condition)), "latent": latent}
-    images = tf.map_fn(one(lambda l: model.sample(1)), rows, fn_output_signature=tf.float32)
-    return {"images": to_unit(model, images)}
+    return {"images": to_unit(model, tf.map_fn(draw(lambda: model.sample(1)), seed, fn_output_signature=tf.float32))}
 
 
 def _png(images):
@@ -385,11 +366,9 @@ def _endpoint(model, signature: Signature):
 
     def endpoint(*args):
         inputs = dict(zip(signature.inputs, args))
-        condition = None
-        if "label" in inputs:
-            inputs["label"], condition = _tf_condition(model, inputs["label"])
+        condition = _tf_condition(model, inputs["label"]) if "label" in inputs else None
         if signature.name == "sample":
-            outputs = _tf_sample(model, inputs["seed"], inputs.get("label"), condition)
+            outputs = _tf_sample(model, inputs["seed"], condition)
         else:
             outputs = COMPUTE[signature.name](model, inputs, condition)
         outputs = {k: tf.cast(v, signature.outputs[k][1]) for k, v in outputs.items()}
