@@ -22,6 +22,8 @@ same run as the machine's ceiling and reports achieved GFLOP/s as a fraction.
         of 32 keeps kgen's default of 32 steps per execution)
     python benchmarks/train_throughput.py --suite gan [--steps 64] [--only dcgan wgan_gp]   (benchmarks/gan.py:
         DCGAN and WGAN-GP; --steps a multiple of 32 as above, after a 32-step warm-up; slow on a small CPU)
+    python benchmarks/train_throughput.py --suite aae [--steps 128] [--only aae aae_semi_supervised]
+        (benchmarks/aae.py: the unsupervised and the semi-supervised adversarial autoencoder)
 """
 
 from __future__ import annotations
@@ -330,36 +332,33 @@ def ae_family_suite(args) -> dict:
     return {"samples_per_s": results}
 
 
-def gan_suite(args) -> dict:
-    import gan
+def spec_suite(module_name: str, description: str, args) -> dict:
+    """kgen vs reference for the models of a benchmark module with a SPECS table (gan.py, aae.py)."""
+    import importlib
 
-    models = args.only or list(gan.SPECS)
-    if set(models) - set(gan.SPECS):
-        raise SystemExit(f"--only: the gan suite runs {', '.join(gan.SPECS)}")
-    results = kgen_vs_reference("gan", models, args.backends, args)
+    specs = importlib.import_module(module_name).SPECS
+    models = args.only or list(specs)
+    if set(models) - set(specs):
+        raise SystemExit(f"--only: the {module_name} suite runs {', '.join(specs)}")
+    results = kgen_vs_reference(module_name, models, args.backends, args)
     best = {key: max(values) for key, values in results.items()}
-    print(f"\nDCGAN and WGAN-GP (28x28x1, latent 100, width 64), batch {BATCH}, samples/s = real images consumed "
-          f"per second (one generator step per batch, after 1 D step for dcgan, 5 critic steps for wgan_gp), "
-          f"best of {args.rounds} interleaved rounds; kgen / hand-written reference of the same networks and "
-          "steps on the same backend\n")
+    print(f"\n{description}, best of {args.rounds} interleaved rounds; kgen / hand-written reference of the same "
+          "networks and steps on the same backend\n")
     ratio_table(models, args.backends, best)
     return {"samples_per_s": results}
+
+
+def gan_suite(args) -> dict:
+    return spec_suite("gan", f"DCGAN and WGAN-GP (28x28x1, latent 100, width 64), batch {BATCH}, samples/s = real "
+                      "images consumed per second (one generator step per batch, after 1 D step for dcgan, 5 critic "
+                      "steps for wgan_gp)", args)
 
 
 def aae_suite(args) -> dict:
-    import aae
-
-    models = args.only or list(aae.SPECS)
-    if set(models) - set(aae.SPECS):
-        raise SystemExit(f"--only: the aae suite runs {', '.join(aae.SPECS)}")
-    results = kgen_vs_reference("aae", models, args.backends, args)
-    best = {key: max(values) for key, values in results.items()}
-    print(f"\nadversarial autoencoders (dense 784-512-8 encoder and decoder, code discriminators 512-256-1), "
-          f"batch {BATCH}, samples/s = images per second (one step of each phase per batch: reconstruction, "
-          f"discriminator, generator, and classification for the semi-supervised model), best of {args.rounds} "
-          "interleaved rounds; kgen / hand-written reference of the same networks and steps on the same backend\n")
-    ratio_table(models, args.backends, best)
-    return {"samples_per_s": results}
+    return spec_suite("aae", f"adversarial autoencoders (dense 784-512-8 encoder and decoder, code discriminators "
+                      f"512-256-1), batch {BATCH}, samples/s = images per second (one step of each phase per batch: "
+                      "reconstruction, discriminator, generator, and classification for the semi-supervised model)",
+                      args)
 
 
 SUITES = {"vae": (vae_suite, 60), "ae-family": (ae_family_suite, 60), "gan": (gan_suite, 64),
