@@ -217,7 +217,8 @@ def prior_summary(model, run: Run, split: str, x: np.ndarray, labels: np.ndarray
     prior = keras.ops.convert_to_numpy(model.sample_prior(len(codes), labels=labels, seed=seed))
     other = keras.ops.convert_to_numpy(model.sample_prior(len(codes), labels=labels, seed=seed + 1))
     run.samples_dir.mkdir(exist_ok=True)
-    plot = images.save_png(code_scatter(model, x, labels), run.samples_dir / f"codes-vs-prior-{split}.png")
+    plot = images.save_png(code_scatter(model, x, labels, seed, codes=codes),
+                           run.samples_dir / f"codes-vs-prior-{split}.png")
     return {"code_prior_mmd2": mmd2_gaussian(codes, prior), "prior_prior_mmd2": mmd2_gaussian(other, prior),
             "code_plot": str(plot)}
 
@@ -324,10 +325,10 @@ def encode(model, run: Run, split: str, out: str | Path, limit: int | None = Non
     return out, len(labels)
 
 
-def code_scatter(model, x: np.ndarray, labels: np.ndarray, seed: int = 0) -> np.ndarray:
-    """RGB image of the 2-D projection of x's codes, coloured by label; over the density of as many
-    prior draws (projected the same way) for models with a prior on their codes (the AAE)."""
-    codes = codes_of(model, x)
+def code_scatter(model, x: np.ndarray, labels: np.ndarray, seed: int = 0, codes: np.ndarray | None = None) -> np.ndarray:
+    """RGB image of the 2-D projection of x's codes (``codes`` when the caller has them), coloured by
+    label; over the density of prior draws (projected the same way) for models with a prior on their codes (the AAE)."""
+    codes = codes_of(model, x) if codes is None else codes
     latent = codes.shape[1]
     title = "codes" if latent <= 2 else f"codes: first two principal components of {latent}-D"
     project = projector_2d(codes)

@@ -70,13 +70,12 @@ class AAE(AE):
             kwargs["latent_dim"] = 2 if kwargs.get("prior", "gaussian") in priors.PLANAR_PRIORS else 8
         super().__init__(input_shape, **kwargs)  # AE: the encoder (z and y's logits) and decoder
         hp = self.hparams
-        self.mode = hp["mode"]
         priors.check_prior(hp["prior"], self.latent_dim)
         if hp["conditional_prior"]:
             if hp["prior"] == "gaussian":
                 raise ValueError("--conditional-prior needs a prior with components: --prior mixture or swiss-roll")
-            if self.mode in CATEGORICAL_MODES:
-                raise ValueError(f"--conditional-prior is for --mode unsupervised or supervised, not {self.mode}")
+            if hp["mode"] in CATEGORICAL_MODES:
+                raise ValueError(f"--conditional-prior is for --mode unsupervised or supervised, not {hp['mode']}")
         self.code_discriminator = self._discriminator(
             self.latent_dim + (self.label_count if hp["conditional_prior"] else 0), "code_discriminator")
         self.category_discriminator = (
@@ -203,6 +202,13 @@ class AAE(AE):
             raise ValueError(f"aae --mode {self.hparams['mode']} has no label head")
         return ops.softmax(self.encode_parts(x)[1])
 
+    def label_code(self, logits, condition):
+        """The label code the decoder gets besides z: the given one-hot label (supervised),
+        q(y|x) = softmax(logits) (semi-supervised, clustering), or None (unsupervised)."""
+        if self.mode_is("supervised"):
+            return condition
+        return None if logits is None else ops.softmax(logits)
+
     def decoder_input(self, z, condition):
         """[z, label code] for the modes whose decoder takes one."""
         if not self.generator_takes_labels:
@@ -218,12 +224,9 @@ class AAE(AE):
         """x -> z (and y) -> x_hat. The supervised model's decoder also takes the true label, as the
         one-hot ``condition`` (``condition_of_labels``); the other modes ignore it."""
         z, logits = self.encode_parts(x, training)
-        if self.mode_is("supervised"):
-            if condition is None:
-                raise ValueError("aae --mode supervised reconstructs from the image and its label")
-        else:
-            condition = None if logits is None else ops.softmax(logits)
-        return self.decode(z, condition, training)
+        if self.mode_is("supervised") and condition is None:
+            raise ValueError("aae --mode supervised reconstructs from the image and its label")
+        return self.decode(z, self.label_code(logits, condition), training)
 
     def call(self, inputs, training: bool = False):
         """Reconstructions; the supervised model takes (images, one-hot labels)."""
@@ -284,10 +287,8 @@ class AAE(AE):
     def reconstruction_loss(self, data, training: bool):
         x = batch_inputs(data)
         z, logits = self.encode_parts(x, training)
-        if self.mode_is("supervised"):
-            condition = ops.one_hot(ops.cast(data[1], "int32"), self.label_count)
-        else:
-            condition = None if logits is None else ops.softmax(logits)
+        given = ops.one_hot(ops.cast(data[1], "int32"), self.label_count) if self.mode_is("supervised") else None
+        condition = self.label_code(logits, given)
         reconstruction = ops.mean(self.reconstruction_nll(x, self.decoder(self.decoder_input(z, condition),
                                                                           training=training)))
         return reconstruction, {"loss": reconstruction}
