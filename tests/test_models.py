@@ -30,6 +30,9 @@ def test_bernoulli_nll_is_binary_cross_entropy():
     p = 1 / (1 + np.exp(-logits.astype("float64")))
     expected = -(x * np.log(p) + (1 - x) * np.log(1 - p)).sum(axis=1)
     np.testing.assert_allclose(np_(losses.bernoulli_nll(x, logits)), expected, rtol=1e-5)
+    # saturated logits stay finite: -log sigmoid(-80) = 80, -log sigmoid(80) = e^-80 ~ 0
+    extreme = np_(losses.bernoulli_nll(np.array([[1.0, 0.0]], "float32"), np.array([[-80.0, -80.0]], "float32")))
+    np.testing.assert_allclose(extreme, [80.0], rtol=1e-6)
 
 
 def test_gaussian_nll_matches_scipy():
