@@ -204,6 +204,20 @@ def test_rbm_pseudo_log_likelihood_estimates_the_sum_of_conditionals():
     assert estimates.mean() == pytest.approx(exact, abs=4 * estimates.std() / np.sqrt(len(estimates)) + 1e-4)
 
 
+def test_rbm_flip_free_energy_gap_without_second_product_matches_two_free_energies():
+    # The pseudo-likelihood's F(v~) - F(v) is computed from v's hidden pre-activations plus one row of W.
+    model = RBM((7,), seed=3, hidden=5)
+    rng = np.random.default_rng(4)
+    model.W.assign(rng.normal(size=(7, 5)).astype("float32"))
+    model.visible_bias.assign(rng.normal(size=7).astype("float32"))
+    model.hidden_bias.assign(rng.normal(size=5).astype("float32"))
+    v = (rng.random((7, 7)) < 0.5).astype("float32")
+    index = np.arange(7)  # example n flips unit n
+    flipped = np.where(np.eye(7, dtype=bool), 1 - v, v)
+    direct = np_(model.free_energy(flipped)) - np_(model.free_energy(v))
+    np.testing.assert_allclose(np_(model.flip_free_energy_gap(v, index)), direct, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("persistent", [False, True])
 def test_rbm_exact_log_likelihood_rises_under_contrastive_divergence(persistent):
     x = toy_patterns(500)

@@ -67,7 +67,7 @@ class RBM(PhasedModel):
 
     def hidden_probabilities(self, v):
         """p(h_j = 1 | v) = sigmoid(c_j + v.W_j)."""
-        return ops.sigmoid(ops.matmul(v, self.W) + self.hidden_bias)
+        return ops.sigmoid(self.hidden_pre_activation(v))
 
     def visible_probabilities(self, h):
         """p(v_i = 1 | h) = sigmoid(b_i + W_i.h)."""
@@ -100,9 +100,16 @@ class RBM(PhasedModel):
         generator.state.assign(state)
         return v
 
-    def free_energy(self, v):
-        """F(v) = -b.v - sum_j softplus(c_j + v.W_j), per example."""
-        return -ops.matmul(v, self.visible_bias) - ops.sum(ops.softplus(ops.matmul(v, self.W) + self.hidden_bias), axis=-1)
+    def hidden_pre_activation(self, v):
+        """c + v.W, the argument of p(h|v) and of the free energy's softplus."""
+        return ops.matmul(v, self.W) + self.hidden_bias
+
+    def free_energy(self, v, hidden_pre_activation=None):
+        """F(v) = -b.v - sum_j softplus(c_j + v.W_j), per example (``hidden_pre_activation``: c + v.W
+        when the caller already has it)."""
+        if hidden_pre_activation is None:
+            hidden_pre_activation = self.hidden_pre_activation(v)
+        return -ops.matmul(v, self.visible_bias) - ops.sum(ops.softplus(hidden_pre_activation), axis=-1)
 
     # -- the maps the rest of kgen uses -----------------------------------------------
     def encode(self, x, training: bool = False):
@@ -126,12 +133,25 @@ class RBM(PhasedModel):
         v = self.gibbs_chain(v, (steps or self.hparams["sample_steps"]) - 1, generator)
         return self.decode(self.bernoulli(self.hidden_probabilities(v), generator))
 
-    def pseudo_log_likelihood(self, v):
+    def pseudo_log_likelihood(self, v, hidden_pre_activation=None):
         """Stochastic PLL per example: D * log sigmoid(F(v with one random unit flipped) - F(v))."""
         index = keras.random.randint((ops.shape(v)[0],), 0, self.visible, seed=self.seed_generator)
-        flip = ops.one_hot(index, self.visible)
-        flipped = v + flip * (1.0 - 2.0 * v)
-        return self.visible * ops.log_sigmoid(self.free_energy(flipped) - self.free_energy(v))
+        return self.visible * ops.log_sigmoid(self.flip_free_energy_gap(v, index, hidden_pre_activation))
+
+    def flip_free_energy_gap(self, v, index, hidden_pre_activation=None):
+        """F(v~) - F(v) per example, v~ = v with unit ``index[n]`` of example n flipped.
+
+        Flipping v_i adds s = 1 - 2 v_i to it, so -b.v changes by -s b_i and the hidden
+        pre-activations c + v.W by s W_i (row i of W): a gather instead of a second
+        (B x D) @ (D x H) product.
+        """
+        if hidden_pre_activation is None:
+            hidden_pre_activation = self.hidden_pre_activation(v)
+        index = ops.convert_to_tensor(index, "int32")
+        sign = 1.0 - 2.0 * ops.take_along_axis(v, index[:, None], axis=1)  # (B, 1)
+        flipped = hidden_pre_activation + sign * ops.take(self.W, index, axis=0)
+        softplus_gap = ops.sum(ops.softplus(flipped) - ops.softplus(hidden_pre_activation), axis=-1)
+        return -sign[:, 0] * ops.take(self.visible_bias, index) - softplus_gap
 
     # -- exact quantities for small models (tests, toy problems) -------------------------
     def log_partition(self) -> float:
@@ -154,20 +174,27 @@ class RBM(PhasedModel):
     # -- training -----------------------------------------------------------------
     def contrastive_divergence(self, data, training: bool):
         v_data = self.bernoulli(self.flatten(batch_inputs(data)))
-        persistent = self.hparams["persistent"]
-        v_model = self.persistent_chains if persistent else v_data
-        v_model = ops.convert_to_tensor(v_model)
-        for _ in range(self.hparams["cd_steps"]):
+        # c + v.W of the data, computed once: F(v_data), p(h|v_data) (the first Gibbs step
+        # of CD, the reconstruction) and the pseudo-likelihood all read it.
+        data_pre_activation = self.hidden_pre_activation(v_data)
+        h_data = ops.sigmoid(data_pre_activation)
+        steps = self.hparams["cd_steps"]
+        if self.hparams["persistent"]:
+            v_model = ops.convert_to_tensor(self.persistent_chains)
+        else:  # CD: the chain starts at the data, whose p(h|v) is h_data
+            v_model = self.bernoulli(self.visible_probabilities(self.bernoulli(h_data)))
+            steps -= 1
+        for _ in range(steps):
             v_model = self.gibbs_step(v_model)
         v_model = ops.stop_gradient(v_model)
-        if persistent and training:
+        if self.hparams["persistent"] and training:
             self.persistent_chains.assign(v_model)
-        loss = ops.mean(self.free_energy(v_data)) - ops.mean(self.free_energy(v_model))
-        reconstruction = self.visible_probabilities(self.hidden_probabilities(v_data))
+        loss = ops.mean(self.free_energy(v_data, data_pre_activation)) - ops.mean(self.free_energy(v_model))
+        reconstruction = self.visible_probabilities(h_data)
         return loss, {
             "loss": loss,
             "reconstruction_error": ops.mean(ops.square(v_data - reconstruction)),
-            "pseudo_log_likelihood": ops.mean(self.pseudo_log_likelihood(v_data)),
+            "pseudo_log_likelihood": ops.mean(self.pseudo_log_likelihood(v_data, data_pre_activation)),
         }
 
     def training_phases(self) -> list[Phase]:
