@@ -208,6 +208,18 @@ def test_clustering_head_has_one_category_per_cluster():
     assert np_(model.sample(16, seed=0)).shape == (16, 28, 28, 1)
 
 
+def test_marginal_kl_is_the_kl_of_the_batch_mean_of_q_y_to_uniform():
+    # KL(q || U) = log K - H(q), q = mean_i softmax(logits_i): against numpy, and its two extremes.
+    model = AAE((6, 6, 1), seed=0, mode="clustering", clusters=4, num_classes=2, hidden=8, disc_width=8)
+    logits = np.random.default_rng(0).normal(scale=3, size=(5, 4)).astype("float32")
+    q = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).mean(axis=0)
+    assert float(np_(model.marginal_kl(logits))) == pytest.approx(math.log(4) + np.sum(q * np.log(q)), abs=1e-5)
+    collapsed = np.tile([[30.0, 0.0, 0.0, 0.0]], (6, 1)).astype("float32")  # every row in cluster 0
+    assert float(np_(model.marginal_kl(collapsed))) == pytest.approx(math.log(4), abs=1e-4)
+    balanced = (30.0 * np.eye(4)).astype("float32")  # one row per cluster
+    assert float(np_(model.marginal_kl(balanced))) == pytest.approx(0.0, abs=1e-4)
+
+
 def test_keras_file_reload_keeps_the_labelled_subset_and_the_maps(tmp_path):
     x, y = toy_images(20)
     model = small("semi-supervised", labels="20")
