@@ -25,10 +25,14 @@ demo: setup
 	$(VENV)/bin/kgen train vae --dataset mnist --epochs $(DEMO_EPOCHS)
 
 # The whole suite once per Keras backend; stops at the first backend that fails.
+# JAX keeps its compiled steps in a persistent cache (every size, every compile time): the suite's
+# processes train the same small models many times, and a rerun skips most of XLA's compilation.
+JAX_CACHE := JAX_COMPILATION_CACHE_DIR=$(CURDIR)/$(VENV)/jax-cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 \
+	JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0
 test: setup
 	@set -e; for backend in $(BACKENDS); do \
 		echo "=== pytest on KERAS_BACKEND=$$backend"; \
-		KERAS_BACKEND=$$backend $(PY) -m pytest -q $(PYTEST_ARGS); \
+		KERAS_BACKEND=$$backend $(JAX_CACHE) $(PY) -m pytest -q $(PYTEST_ARGS); \
 	done
 
 bench: setup
