@@ -77,9 +77,11 @@ class RBM(PhasedModel):
         u = keras.random.uniform(ops.shape(p), seed=self.seed_generator if seed is None else seed)
         return ops.cast(u < p, "float32")
 
-    def gibbs_step(self, v, seed=None):
-        """v -> h ~ p(h|v) -> v' ~ p(v|h)."""
-        h = self.bernoulli(self.hidden_probabilities(v), seed)
+    def gibbs_step(self, v, seed=None, hidden_probabilities=None):
+        """v -> h ~ p(h|v) -> v' ~ p(v|h) (``hidden_probabilities``: p(h|v) when the caller has it)."""
+        if hidden_probabilities is None:
+            hidden_probabilities = self.hidden_probabilities(v)
+        h = self.bernoulli(hidden_probabilities, seed)
         return self.bernoulli(self.visible_probabilities(h), seed)
 
     def gibbs_chain(self, v, steps: int, generator: keras.random.SeedGenerator):
@@ -182,7 +184,7 @@ class RBM(PhasedModel):
         if self.hparams["persistent"]:
             v_model = ops.convert_to_tensor(self.persistent_chains)
         else:  # CD: the chain starts at the data, whose p(h|v) is h_data
-            v_model = self.bernoulli(self.visible_probabilities(self.bernoulli(h_data)))
+            v_model = self.gibbs_step(v_data, hidden_probabilities=h_data)
             steps -= 1
         for _ in range(steps):
             v_model = self.gibbs_step(v_model)
