@@ -58,7 +58,6 @@ the last losses are finite, and fails the measurement otherwise.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -428,10 +427,3 @@ def worker_torch(name: str, steps: int) -> float:
     rate = timed(step, batches, steps, lambda losses: losses.tolist(), WARMUP)
     check(name, steps, {key: opt.state[params[key][0]]["step"] for key, opt in optimizers.items()}, last["losses"])
     return rate
-
-
-def run_worker(implementation: str, name: str, steps: int) -> float:
-    if implementation == "kgen":
-        return worker_kgen(name, steps)
-    reference = {"tensorflow": worker_tensorflow, "jax": worker_jax, "torch": worker_torch}[os.environ["KERAS_BACKEND"]]
-    return reference(name, steps)

@@ -24,7 +24,6 @@ contractive penalty costs per step, and the closed-form penalty.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -334,9 +333,3 @@ def torch_rbm(spec: Spec, batches, steps: int) -> float:
         return reconstruction_error + pll
 
     return timed(step, batches, steps, float, WARMUP)
-
-
-def run_worker(implementation: str, name: str, steps: int) -> float:
-    if implementation == "kgen":
-        return worker_kgen(name, steps)
-    return {"tensorflow": worker_tensorflow, "jax": worker_jax, "torch": worker_torch}[os.environ["KERAS_BACKEND"]](name, steps)

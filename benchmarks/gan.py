@@ -58,7 +58,6 @@ losses are finite, and fails the measurement otherwise.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 from harness import pipeline, time_fit, timed
@@ -410,10 +409,3 @@ def worker_torch(name: str, steps: int) -> float:
     rate = timed(step, batches, steps, lambda losses: losses.tolist(), WARMUP)
     check(name, steps, d_optimizer.state[d_params[0]]["step"], g_optimizer.state[g_params[0]]["step"], last["losses"])
     return rate
-
-
-def run_worker(implementation: str, name: str, steps: int) -> float:
-    if implementation == "kgen":
-        return worker_kgen(name, steps)
-    reference = {"tensorflow": worker_tensorflow, "jax": worker_jax, "torch": worker_torch}[os.environ["KERAS_BACKEND"]]
-    return reference(name, steps)

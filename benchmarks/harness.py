@@ -107,11 +107,24 @@ def run_stateful(step, state, batches, steps: int, warmup: int = WARMUP) -> floa
     return timed(call, batches, steps, lambda loss: loss.block_until_ready(), warmup)
 
 
+def run_worker(module, *args) -> float:
+    """What a worker process runs: ``module.run_worker(*args)`` where the module has one; otherwise a
+    model suite's ``(implementation, name, steps)``: ``worker_kgen``, or the reference written in this
+    process's backend (``worker_tensorflow`` / ``worker_jax`` / ``worker_torch``)."""
+    if hasattr(module, "run_worker"):
+        return module.run_worker(*args)
+    implementation, name, steps = args
+    backend = os.environ["KERAS_BACKEND"]
+    worker = module.worker_kgen if implementation == "kgen" else getattr(module, f"worker_{backend}")
+    return worker(name, steps)
+
+
 def measure(backend: str, module: str, *args) -> float:
-    """``module.run_worker(*args)`` in a fresh process on ``backend`` (one Keras backend per process)."""
+    """``run_worker(module, *args)`` in a fresh process on ``backend`` (one Keras backend per process)."""
     code = (
-        "import sys, json; sys.path.insert(0, %r); import %s as b; "
-        "print('RESULT', json.dumps(b.run_worker(*%r)))" % (os.path.dirname(os.path.abspath(__file__)), module, args)
+        "import sys, json; sys.path.insert(0, %r); import harness, %s as b; "
+        "print('RESULT', json.dumps(harness.run_worker(b, *%r)))"
+        % (os.path.dirname(os.path.abspath(__file__)), module, args)
     )
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=1200)
