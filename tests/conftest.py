@@ -22,6 +22,20 @@ ROOT = Path(__file__).resolve().parents[1]
 OTHER_BACKEND = {"tensorflow": "jax", "jax": "torch", "torch": "tensorflow"}[BACKEND]
 
 
+def invoke(*args):
+    """``kgen ARGS`` in this process through Typer's CliRunner (every argument passed as a string)."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def np_(x) -> np.ndarray:
+    """Any backend's tensor as a numpy array."""
+    return keras.ops.convert_to_numpy(x)
+
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     """IDX: two zero bytes, type code, ndim, big-endian int32 dims, big-endian data."""
     codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D}

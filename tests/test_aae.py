@@ -9,27 +9,14 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from keras import ops
-from typer.testing import CliRunner
 
-from cli.main import app
-from conftest import digit_like_images
+from conftest import digit_like_images, invoke, np_
 from kgen import data as kgen_data
 from kgen import metrics, sampling
 from kgen.evaluate import codes_of, split_arrays
 from kgen.models import AAE, priors
 from kgen.runs import Run
 from kgen.train import compile_options, load_model
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def np_(x):
-    return ops.convert_to_numpy(x)
 
 
 def toy_images(n: int = 48) -> tuple[np.ndarray, np.ndarray]:

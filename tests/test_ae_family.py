@@ -9,15 +9,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from keras import ops
 
+from conftest import np_
 from kgen import evaluate as kgen_evaluate
 from kgen.data import load_dataset
 from kgen.models import RBM, AE, ContractiveAE, DenoisingAE, LinearAE, SparseAE, StackedAE
-
-
-def np_(x):
-    return ops.convert_to_numpy(x)
 
 
 @functools.lru_cache(maxsize=1)

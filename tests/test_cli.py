@@ -14,18 +14,10 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from conftest import BACKEND, run_kgen
-from cli.main import app
+from conftest import BACKEND, invoke, run_kgen
 from kgen.runs import Run
 from kgen.train import TrainConfig, TrainingDiverged, build_model, load_model, train
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def event_tags(folder: Path) -> set[str]:

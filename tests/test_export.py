@@ -14,16 +14,13 @@ import pytest
 import tensorflow as tf
 from keras import ops
 from PIL import Image
-from typer.testing import CliRunner
 
-from cli.main import app
-from conftest import BACKEND, run_kgen
+from conftest import BACKEND, invoke, run_kgen
 from kgen import export as kgen_export
 from kgen import sampling
 from kgen.runs import Run
 from kgen.train import load_model
 
-runner = CliRunner()
 
 # family -> (model, options of a tiny network, its signatures with serving_default first).
 # A new family is one line here.
@@ -40,10 +37,6 @@ FAMILIES = {
                  ["reconstruct", "encode", "decode", "generate", "sample", "classify"]),
 }
 BATCHES = (1, 7, 64)
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def one_line_error(result, code: int = 2) -> str:

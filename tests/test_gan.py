@@ -11,23 +11,11 @@ import pytest
 from keras import ops
 from PIL import Image
 from scipy import linalg
-from typer.testing import CliRunner
 
-from cli.main import app
-from conftest import digit_like_images
+from conftest import digit_like_images, invoke, np_
 from kgen import metrics, sampling
 from kgen.models import CGAN, DCGAN, GAN, WGAN, WGANGP, InfoGAN
 from kgen.train import compile_options
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def np_(x):
-    return ops.convert_to_numpy(x)
 
 
 def toy_images(n: int = 64) -> tuple[np.ndarray, np.ndarray]:

@@ -10,16 +10,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from keras import ops
 from scipy import stats
 
-from conftest import OTHER_BACKEND, ROOT
+from conftest import np_, OTHER_BACKEND, ROOT
 from kgen.data import load_dataset, pipeline
 from kgen.models import AE, VAE, losses
-
-
-def np_(x):
-    return ops.convert_to_numpy(x)
 
 
 # -- the math ---------------------------------------------------------------------

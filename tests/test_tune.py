@@ -13,24 +13,17 @@ from pathlib import Path
 
 import keras_tuner
 import pytest
-from typer.testing import CliRunner
 
-from cli.main import app
-from conftest import BACKEND
+from conftest import BACKEND, invoke
 from kgen import tuning
 from kgen.models import MODELS
 
-runner = CliRunner()
 # Every trial builds a new model, which JAX would compile again: tiny trials run faster without jit
 # (on TensorFlow and torch it is off by default); whole batches only (40 test images: 2 x 16), so that
 # eager JAX compiles each operation for one batch shape.
 FAST = ("--steps-per-epoch", 2, "--validation-steps", 2, "--batch-size", 16, "--no-jit")
 # Tiny dense autoencoder trials: 2 steps of 16 images per epoch.
 TINY_AE = (*FAST, "--hidden", 16, "--latent-dim", 4)
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def results(tuner_dir: Path) -> list[dict]:
