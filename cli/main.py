@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -29,6 +29,14 @@ app = typer.Typer(
 TRAIN_FIELDS = ("dataset", "data_dir", "epochs", "batch_size", "learning_rate", "steps_per_epoch",
                 "validation_steps", "seed", "binarize", "lr_schedule", "jit", "steps_per_execution", "eval_every",
                 "classifier")
+
+
+# Options `kgen train` and `kgen tune` share word for word.
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Batch size. [default: 128]")]
+StepsPerEpoch = Annotated[Optional[int], typer.Option("--steps-per-epoch", help="Batches per epoch. [default: one pass]")]
+ValidationSteps = Annotated[Optional[int], typer.Option("--validation-steps", help="Test batches per validation. [default: all]")]
+Binarize = Annotated[Optional[bool], typer.Option("--binarize/--no-binarize", help="Dynamic binarization of [0,1] images.")]
+Jit = Annotated[Optional[bool], typer.Option("--jit/--no-jit", help="XLA / torch.compile (default: fastest measured per backend).")]
 
 
 class UsageError(Exception):
@@ -108,15 +116,15 @@ def train(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="TFDS name (mnist, fashion_mnist, cifar10, ...), IDX folder, image folder or .npz. [default: mnist]"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="TFDS data directory. [default: ~/tensorflow_datasets]"),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Number of epochs. [default: 10]"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size. [default: 128]"),
+    batch_size: BatchSize = None,
     latent_dim: Optional[int] = typer.Option(None, "--latent-dim", help="Latent size (model default: `kgen list`)."),
     learning_rate: Optional[float] = typer.Option(None, "--learning-rate", "--lr", help="Learning rate of the model's optimizers. [default: per model, `kgen list`]"),
     lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="constant, or cosine decay to 1% over the run. [default: constant]"),
-    steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", help="Batches per epoch. [default: one pass]"),
-    validation_steps: Optional[int] = typer.Option(None, "--validation-steps", help="Test batches per validation. [default: all]"),
+    steps_per_epoch: StepsPerEpoch = None,
+    validation_steps: ValidationSteps = None,
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed. [default: 0]"),
-    binarize: Optional[bool] = typer.Option(None, "--binarize/--no-binarize", help="Dynamic binarization of [0,1] images."),
-    jit: Optional[bool] = typer.Option(None, "--jit/--no-jit", help="XLA / torch.compile (default: fastest measured per backend)."),
+    binarize: Binarize = None,
+    jit: Jit = None,
     steps_per_execution: Optional[int] = typer.Option(None, "--steps-per-execution", help="Training steps per compiled call (default: 32 on TensorFlow and JAX, 1 on torch)."),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Log FID/KID/classifier score of 2,000 samples every N epochs (generators)."),
     classifier: Optional[Path] = typer.Option(None, "--classifier", help="Classifier run judging samples for --eval-every. [default: newest on the dataset in the runs folder]"),
@@ -195,14 +203,14 @@ def tune(
     tuner_dir: Optional[Path] = typer.Option(None, "--tuner-dir", help="Where the search lives. [default: tuning/<model>-<dataset>]"),
     resume: bool = typer.Option(False, "--resume", help="Continue the search in the tuner directory; finished trials are kept."),
     space: Optional[Path] = typer.Option(None, "--space", help="YAML or JSON file overriding search ranges, e.g. 'beta: {min: 0.5, max: 4, sampling: log}'."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size. [default: 128]"),
+    batch_size: BatchSize = None,
     learning_rate: Optional[float] = typer.Option(None, "--learning-rate", "--lr", help="Fix the learning rate instead of searching it."),
     lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="constant or cosine. [default: constant]"),
-    steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", help="Batches per epoch. [default: one pass]"),
-    validation_steps: Optional[int] = typer.Option(None, "--validation-steps", help="Test batches per validation. [default: all]"),
+    steps_per_epoch: StepsPerEpoch = None,
+    validation_steps: ValidationSteps = None,
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every trial and of the tuner. [default: 0]"),
-    binarize: Optional[bool] = typer.Option(None, "--binarize/--no-binarize", help="Dynamic binarization of [0,1] images."),
-    jit: Optional[bool] = typer.Option(None, "--jit/--no-jit", help="XLA / torch.compile (default: fastest measured per backend)."),
+    binarize: Binarize = None,
+    jit: Jit = None,
     steps_per_execution: Optional[int] = typer.Option(None, "--steps-per-execution", help="Training steps per compiled call."),
     classifier: Optional[Path] = typer.Option(None, "--classifier", help="Classifier run judging samples for fid/kid/classifier_score. [default: newest on the dataset in runs/]"),
     eval_samples: Optional[int] = typer.Option(None, "--eval-samples", help="Samples (and held-out images) behind fid, kid, classifier_score and error_rate. [default: 2000]"),
