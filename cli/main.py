@@ -1,22 +1,27 @@
 """`kgen` command line. Parses, validates, calls kgen, and turns errors into one line.
 
-Keras is imported only inside commands, after ``--backend`` has set
-KERAS_BACKEND. Usage errors exit with 2, failures during training with 1.
+Keras is imported only inside commands, after ``--backend`` has set KERAS_BACKEND, and only once
+the command line has been checked: `kgen --help`, `kgen list`, `kgen train MODEL --help` and every
+usage error about options answer without importing a backend (``kgen.catalog``, ``kgen.config``).
+Usage errors exit with 2, failures during training with 1, interruptions with 130.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 import kgen
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the CLI
+from kgen.catalog import ModelSpec, get_spec, specs
+from kgen.config import TrainConfig
 
 app = typer.Typer(
     name="kgen",
@@ -50,18 +55,22 @@ def fail(message: str, code: int = 2) -> None:
 
 def run_guarded(fn, *args, interrupted: str = "interrupted; resume with `kgen train --resume RUN`", **kwargs):
     """Call into the library; user-facing errors become one line and an exit code
-    (``interrupted``: the line for Ctrl-C)."""
-    from kgen.data import DataError
-    from kgen.runs import RunError
+    (``interrupted``: the line for Ctrl-C, and for SIGTERM, which is turned into Ctrl-C meanwhile so
+    that a scheduler stopping the job gets the same clean ending)."""
+    def terminated(signum, frame):
+        raise KeyboardInterrupt
 
+    previous = signal.signal(signal.SIGTERM, terminated)
     try:
         return fn(*args, **kwargs)
-    except (UsageError, DataError, RunError, ValueError) as exc:
+    except (UsageError, ValueError) as exc:  # DataError, RunError, ExportError are ValueErrors
         fail(str(exc), 2)
     except RuntimeError as exc:  # TrainingDiverged and other failures while running
         fail(str(exc), 1)
-    except KeyboardInterrupt:
-        fail(interrupted, 130)
+    except KeyboardInterrupt as exc:
+        fail(str(exc) or interrupted, 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def version_callback(value: bool) -> None:
@@ -76,12 +85,30 @@ def main_options(
         None, "--backend", "-b", help="Keras backend: tensorflow, jax or torch (default: $KERAS_BACKEND, else tensorflow)."
     ),
     version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True, help="Print the version."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show TensorFlow's, JAX's and Python's log lines and warnings."),
 ) -> None:
+    quiet_backends(verbose)
     if backend is not None:
         try:
             kgen.set_backend(backend)
         except (ValueError, RuntimeError) as exc:
             fail(str(exc))
+    elif kgen.active_backend() not in kgen.BACKENDS:
+        fail(f"KERAS_BACKEND={kgen.active_backend()} is not a backend kgen runs on; set it to one of "
+             f"{', '.join(kgen.BACKENDS)} (or pass --backend)")
+
+
+def quiet_backends(verbose: bool) -> None:
+    """Unless --verbose: no C++ log lines from TensorFlow/XLA (oneDNN, cpu_feature_guard, grappler's
+    remapper), no Python-logging warnings from TensorFlow/absl (retracing), no Python warnings. Set
+    before any backend is imported; kgen's own messages and errors are unaffected."""
+    if verbose:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    for name in ("tensorflow", "absl", "jax", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
 
 
 def parse_model_options(tokens: list[str], model: str) -> dict[str, Any]:
@@ -132,9 +159,6 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", help="JSON config (e.g. a run's config.json); options given here override it."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run from its last checkpoint (--epochs may raise the total)."),
 ) -> None:
-    from kgen.train import TrainConfig
-    from kgen.train import train as train_model
-
     given = {k: v for k, v in dict(
         dataset=dataset, data_dir=data_dir, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         steps_per_epoch=steps_per_epoch, validation_steps=validation_steps, seed=seed, binarize=binarize, jit=jit,
@@ -151,15 +175,15 @@ def train(
         if config is not None:
             try:
                 base = json.loads(Path(config).read_text())
-            except (OSError, json.JSONDecodeError) as exc:
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise UsageError(f"cannot read config {config}: {exc}") from None
+            TrainConfig.from_dict({"model": "", **base} if isinstance(base, dict) else base,
+                                  source=f"--config {config}")  # unknown keys, wrong types
         name = model or base.get("model")
         if not name:
             raise UsageError("name a model (e.g. `kgen train vae`) or give --config; `kgen list` shows the models")
-        from kgen.models import get_model_class
-
-        get_model_class(name)  # unknown model -> ValueError listing valid names
-        options = dict(base.get("model_options", {}))
+        get_spec(name)  # unknown model -> ValueError listing valid names
+        options = dict(base.get("model_options") or {})
         if base.get("model") not in (None, name):
             options = {}
         options.update(parse_model_options(list(ctx.args), name))
@@ -172,6 +196,8 @@ def train(
     train_config = run_guarded(build_config)
     if train_config is not None and resume is None:
         run_guarded(train_config.validate)
+    from kgen.train import train as train_model  # the backend's import: only for a command line that is fine
+
     run = run_guarded(
         train_model, train_config, run_dir=str(run_dir) if run_dir else None,
         resume=str(resume) if resume else None, verbose="auto",
@@ -247,20 +273,44 @@ def tune(
     typer.echo(f"tensorboard --logdir {result.log_dir}")
 
 
+def describe_model(spec: ModelSpec) -> list[str]:
+    """A model's options with their types, choices or ranges, defaults and help; its rules."""
+    lines = []
+    for opt in spec.user_options():
+        default = "auto" if opt.default is None else opt.default
+        kind = f" {{{'|'.join(map(str, opt.choices))}}}" if opt.choices else ""
+        if opt.minimum is not None or opt.maximum is not None:
+            kind += f" ({opt.bounds()})"
+        lines.append(f"    --{opt.name.replace('_', '-'):<14} {opt.type.__name__}{kind}  default {default}  {opt.help}")
+    lines += [f"    {rule.describe()}" for rule in spec.rules]
+    lines.append(f"    learning rate {spec.default_learning_rate:g}")
+    return lines
+
+
+def model_help(argv: list[str]) -> list[str] | None:
+    """For `kgen [--backend B] train|tune MODEL ... --help`: MODEL's options, to print after the
+    command's help; None for any other command line."""
+    if "--help" not in argv:
+        return None
+    words, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token in ("--backend", "-b"):
+            skip = True
+        elif not token.startswith("-"):
+            words.append(token)
+    if len(words) < 2 or words[0] not in ("train", "tune") or words[1] not in specs():
+        return None
+    spec = specs()[words[1]]
+    return ["", f"Options of {spec.name} ({spec.description}):", *describe_model(spec)]
+
 @app.command("list", help="List the models with their options and defaults.")
 def list_models() -> None:
-    from kgen.models import MODELS
-    from kgen.train import TrainConfig
-
-    for name, cls in MODELS.items():
-        typer.echo(f"{name}: {cls.description}")
-        for opt in cls.options:
-            if opt.name == "data_range":
-                continue
-            default = "auto" if opt.default is None else opt.default
-            choices = f" {{{'|'.join(map(str, opt.choices))}}}" if opt.choices else ""
-            typer.echo(f"    --{opt.name.replace('_', '-'):<14} {opt.type.__name__}{choices}  default {default}  {opt.help}")
-        typer.echo(f"    learning rate {cls.default_learning_rate:g}")
+    for name, spec in specs().items():
+        typer.echo(f"{name}: {spec.description}")
+        for line in describe_model(spec):
+            typer.echo(line)
         typer.echo("")
     defaults = TrainConfig(model="")
     typer.echo("training options (every model): " + ", ".join(
@@ -278,6 +328,7 @@ def sample(
     interpolate: bool = typer.Option(False, "--interpolate", help="Latent interpolations instead: 8 rows of 10 steps (slerp)."),
     traverse: bool = typer.Option(False, "--traverse", help="InfoGAN: code-traversal grids (OUT-categorical.png, OUT-continuous_1.png, ...)."),
     style_grid: bool = typer.Option(False, "--style-grid", help="Label-conditioned decoders (aae supervised/semi-supervised/clustering, cgan): one style per row, one class per column."),
+    force: bool = typer.Option(False, "--force", help="Replace --out (and, with --traverse, its OUT-*.png files) if they exist."),
 ) -> None:
     def draw() -> list[Path]:
         if n < 1:
@@ -286,6 +337,8 @@ def sample(
             raise UsageError(f"--out must be a .png file, got {out}")
         if out.is_dir():
             raise UsageError(f"--out {out} is a directory")
+        if out.exists() and not force and not traverse:
+            raise UsageError(f"{out} exists; pass --force to replace it or choose another --out")
         if interpolate + traverse + style_grid > 1:
             raise UsageError("choose one of --interpolate, --traverse and --style-grid")
         from keras import ops
@@ -317,6 +370,9 @@ def sample(
             if sampling.is_conditional(model) and label is None:  # one column per class
                 columns = model.num_classes
             grids[out] = (sampling.sample_batches(model, n, seed, label), columns)
+        existing = [str(path) for path in grids if path.exists()]
+        if existing and not force:
+            raise UsageError(f"{', '.join(existing)} exist(s); pass --force to replace or choose another --out")
         written = []
         out.parent.mkdir(parents=True, exist_ok=True)
         for path, (batch, cols) in grids.items():
@@ -417,9 +473,13 @@ def export(
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: click's own usage errors also become one line, exit 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="kgen", standalone_mode=False)
+        extra = model_help(argv)
+        if extra is not None:
+            typer.echo("\n".join(extra))
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

@@ -1,4 +1,4 @@
-"""Training callbacks: image grids in TensorBoard (and PNG), checkpoints, NaN guard."""
+"""Training callbacks: image grids in TensorBoard (and PNG), checkpoints, NaN guard, the data's epoch."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import numpy as np
 
 from kgen import images, sampling
 from kgen.runs import Run
+
+# samples/ keeps the grids of every PNG_KEEP_EVERY-th epoch and of the last one.
+PNG_KEEP_EVERY = 10
 
 
 class ImageGrids(keras.callbacks.Callback):
@@ -27,9 +30,10 @@ class ImageGrids(keras.callbacks.Callback):
     """
 
     def __init__(self, log_dir, samples_dir=None, inputs: np.ndarray | None = None, labels: np.ndarray | None = None,
-                 n_samples: int = 64, seed: int = 1234, nan_guard: "NaNGuard | None" = None):
+                 n_samples: int = 64, seed: int = 1234, nan_guard: "NaNGuard | None" = None,
+                 keep_every: int = PNG_KEEP_EVERY):
         super().__init__()
-        self.nan_guard = nan_guard
+        self.nan_guard, self.keep_every = nan_guard, keep_every
         self.log_dir, self.samples_dir = str(log_dir), samples_dir
         self.inputs, self.labels, self.n_samples, self.seed = inputs, labels, n_samples, seed
         self._writer = None  # created lazily: callbacks get deep-copied (KerasTuner)
@@ -94,12 +98,39 @@ class ImageGrids(keras.callbacks.Callback):
             self._writer = tf.summary.create_file_writer(self.log_dir)
         with self._writer.as_default():
             for name, image in grids.items():
-                tf.summary.image(name, image[None], step=epoch + 1)
+                tf.summary.image(name, image[None], step=epoch + 1)  # step = completed epochs, as TensorBoard
         self._writer.flush()
         if self.samples_dir is not None:
             self.samples_dir.mkdir(exist_ok=True)
             for name, image in grids.items():
-                images.save_png(image, self.samples_dir / f"{name}-epoch-{epoch + 1:04d}.png")
+                images.save_png(image, self.samples_dir / png_name(name, epoch + 1))
+                if epoch % self.keep_every:  # the previous epoch's grid (epoch = its number) is not kept
+                    (self.samples_dir / png_name(name, epoch)).unlink(missing_ok=True)
+
+
+def png_name(grid: str, epoch: int) -> str:
+    """samples/<grid>-epoch-NNNN.png: the grid after ``epoch`` completed epochs."""
+    return f"{grid}-epoch-{epoch:04d}.png"
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras's TensorBoard callback with epoch scalars at step = completed epochs (1..n), the step of
+    the image grids, metrics.json's "epoch" and the checkpoint names (Keras itself logs at 0..n-1)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
+
+
+class DataEpoch(keras.callbacks.Callback):
+    """Sets the data's epoch variable (``kgen.data.TrainingBatches.epoch``) when an epoch begins, so
+    the pass fit() reads is the one of that epoch, on a fresh run and on a resumed one alike."""
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch)
 
 
 class SampleQuality(keras.callbacks.Callback):
@@ -125,25 +156,64 @@ class SampleQuality(keras.callbacks.Callback):
 
 
 class NaNGuard(keras.callbacks.Callback):
-    """Stops training at the first non-finite loss or metric; the epoch is then not checkpointed."""
+    """Stops training at the first non-finite logged value; the epoch is then not checkpointed.
 
-    def __init__(self):
+    Keras reports a batch once per compiled execution (``steps_per_execution`` steps), with the
+    epoch's running means: a NaN that appears there began in one of the steps since the previous
+    report, which is what ``failed_at`` records.
+    """
+
+    def __init__(self, steps_per_epoch: int | None = None):
         super().__init__()
-        self.failed_at: tuple[int, int] | None = None
-        self._epoch = 0
+        self.failed_at: tuple[int, int, int] | None = None  # (epoch, first batch, last batch), 1-based
+        self.reason = "loss"
+        self.steps_per_epoch = steps_per_epoch  # a last execution may be reported past the epoch's end
+        self._epoch, self._seen = 0, 0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
+        self._epoch, self._seen = epoch, 0
 
     def on_train_batch_end(self, batch, logs=None):
         # Every logged value: a GAN has no single "loss" (d_loss, g_loss, ...).
-        if any(not math.isfinite(float(v)) for v in (logs or {}).values()):
-            self.failed_at = (self._epoch + 1, batch + 1)
-            self.model.stop_training = True
+        if self.failed_at is None and not all_finite(logs):
+            self.stop(self._seen + 1, batch + 1)
+        self._seen = batch + 1
+
+    def stop(self, first: int, last: int, reason: str = "loss") -> None:
+        last = min(last, self.steps_per_epoch or last)
+        self.failed_at, self.reason = (self._epoch + 1, min(first, last), last), reason
+        self.model.stop_training = True
+
+    def message(self) -> str:
+        """Where training went wrong, as precisely as the reports allow."""
+        epoch, first, last = self.failed_at
+        if self.reason != "loss":
+            return f"{self.reason} became NaN/inf in epoch {epoch}"
+        where = f"batch {last}" if first == last else f"batches {first}-{last}"
+        return f"loss became NaN/inf in epoch {epoch}, {where}"
+
+
+def all_finite(logs: dict | None) -> bool:
+    return all(math.isfinite(float(v)) for v in (logs or {}).values())
+
+
+def nonfinite_variables(model) -> list[str]:
+    """Paths of the model's and its optimizers' (when compiled) float variables holding NaN or inf."""
+    bad = []
+    optimizer = getattr(model, "optimizer", None)
+    for variable in [*model.weights, *(optimizer.variables if optimizer is not None else [])]:
+        if "float" in str(variable.dtype) and not np.isfinite(keras.ops.convert_to_numpy(variable)).all():
+            bad.append(variable.path)
+    return bad
 
 
 class Checkpoint(keras.callbacks.Callback):
-    """After every good epoch: weights + optimizer state, model.keras, metrics.json."""
+    """After every good epoch: weights + optimizer state, model.keras, metrics.json.
+
+    The invariant: nothing is saved unless every logged value and every variable (weights and each
+    phase optimizer's state) is finite. The logs alone do not say so: a compiled kernel may map NaN
+    weights to finite activations (a fused ReLU returning 0 for NaN), leaving the loss finite.
+    """
 
     def __init__(self, run: Run, nan_guard: NaNGuard):
         super().__init__()
@@ -152,9 +222,13 @@ class Checkpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.nan_guard.failed_at is not None:
             return
-        if any(not math.isfinite(float(v)) for v in (logs or {}).values()):
-            self.nan_guard.failed_at = (epoch + 1, 0)
-            self.model.stop_training = True
+        if not all_finite(logs):
+            self.nan_guard.stop(1, self.nan_guard._seen)
+            return
+        bad = nonfinite_variables(self.model)
+        if bad:
+            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            self.nan_guard.stop(1, self.nan_guard._seen, reason=f"the weights ({shown})")
             return
         # Metrics first, checkpoint pointer last: a kill between the two re-runs
         # this epoch on resume, and record_epoch then replaces its entry.

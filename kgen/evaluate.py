@@ -63,6 +63,8 @@ def projector_2d(codes: np.ndarray):
     if codes.shape[1] <= 2:
         return lambda points: np.pad(points.reshape(len(points), -1), ((0, 0), (0, 2 - codes.shape[1])))
     mean, basis = codes.mean(axis=0), pca_basis(codes, 2)
+    # Fewer than 3 codes span fewer than 2 components: the missing axis is 0.
+    basis = np.pad(basis, ((0, 0), (0, 2 - basis.shape[1])))
     return lambda points: (points.reshape(len(points), -1) - mean) @ basis
 
 
@@ -115,7 +117,7 @@ def dataset_arrays(loaded, split: str, data_range: str, limit: int | None = None
     if limit is not None:
         source = source.take(limit)
     xs, ys = [], []
-    for x, y in kgen_data.pipeline(source, 256, data_range, loaded.dtype, shuffle=False):
+    for x, y in kgen_data.pipeline(source, 256, data_range, loaded.dtype):
         xs.append(x.numpy())
         ys.append(y.numpy())
     if not xs:

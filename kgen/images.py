@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kgen.runs import atomic_write
+
 
 def to_display(images, data_range: str) -> np.ndarray | None:
     """Model-space images -> float32 NHWC in [0, 1]; None if the data are not images."""
@@ -53,7 +55,9 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
 
     path = Path(path)
     array = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path)
+    # Under a temporary name, then renamed: a killed process leaves the old PNG or the new one.
+    atomic_write(path, lambda tmp: Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(tmp,
+                                                                                                        format="PNG"))
     return path
 
 

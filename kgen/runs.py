@@ -14,11 +14,13 @@ killed at any moment (kill -9 included) keeps its last complete checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,47 @@ def atomic_write(path: Path, write) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def write_checksum(path: Path, digest: str) -> None:
+    """``path``'s sidecar in sha256sum's format ("<hex>  <name>"), so `sha256sum -c` checks it too."""
+    atomic_write(checksum_path(path), lambda tmp: tmp.write_text(f"{digest}  {Path(path).name}\n"))
+
+
+def checksum_problem(path: Path) -> str | None:
+    """Why ``path`` does not match its recorded checksum, or None when it does."""
+    try:
+        recorded = checksum_path(path).read_text().split()[0]
+    except (OSError, IndexError):
+        return "no recorded checksum"
+    try:
+        actual = sha256_of(path)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    return None if actual == recorded else "checksum mismatch"
+
+
+def archive_problem(path: Path) -> str | None:
+    """Why the .keras archive ``path`` is damaged (a zip whose members fail their CRC-32, or not a
+    zip at all), or None when every member reads back intact."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+    return None if bad is None else f"member {bad} fails its CRC-32 check"
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -112,26 +155,66 @@ class Run:
         write_json(self.config_path, config)
 
     # -- checkpoints ---------------------------------------------------------------
-    def latest_checkpoint(self) -> tuple[int, Path] | None:
-        """(completed epochs, weights file) of the last complete checkpoint, or None."""
+    # Every epoch-NNNN.weights.h5 has a sidecar epoch-NNNN.weights.h5.sha256 (`sha256sum -c` reads it),
+    # written before the weights are renamed into place; latest.json, written last, commits the epoch.
+    def checkpoints(self) -> list[tuple[int, Path]]:
+        """(epoch, weights file) of every checkpoint on disk, newest first (intact or not)."""
+        found = []
+        for path in self.checkpoint_dir.glob("epoch-*.weights.h5"):
+            match = re.fullmatch(r"epoch-(\d+)\.weights\.h5", path.name)
+            if match:
+                found.append((int(match.group(1)), path))
+        return sorted(found, reverse=True)
+
+    def committed_epoch(self) -> int | None:
+        """The epoch latest.json commits (None: no epoch completed); RunError if it is corrupt."""
         latest = self.checkpoint_dir / "latest.json"
         if not latest.exists():
             return None
         info = read_json(latest)
-        weights = self.checkpoint_dir / str(info.get("weights", ""))
-        if not weights.is_file():
-            raise RunError(f"checkpoint {weights} named in {latest} is missing")
-        return int(info["epoch"]), weights
+        if not isinstance(info, dict) or not isinstance(info.get("epoch"), int):
+            raise RunError(f"{latest} is corrupt (no epoch)")
+        return info["epoch"]
+
+    def latest_checkpoint(self, report=None) -> tuple[int, Path] | None:
+        """(completed epochs, weights file) of the newest intact committed checkpoint, or None when no
+        epoch completed. A checkpoint whose bytes do not match its recorded checksum (or that has none)
+        is skipped for the one before it, and ``report`` (e.g. print) is told why; RunError when none
+        is intact. A corrupt latest.json falls back to the newest intact checkpoint on disk."""
+        try:
+            committed = self.committed_epoch()
+        except RunError as exc:
+            committed = None if not self.checkpoints() else max(e for e, _ in self.checkpoints())
+            if report is not None and committed is not None:
+                report(f"{exc}; using the checkpoints on disk")
+        if committed is None:
+            return None
+        candidates = [(e, p) for e, p in self.checkpoints() if e <= committed]
+        for epoch, path in candidates:
+            problem = checksum_problem(path)
+            if problem is None:
+                return epoch, path
+            if report is not None:
+                report(f"checkpoint {path} is corrupt ({problem}); skipping it")
+        raise RunError(f"no intact checkpoint in {self.checkpoint_dir} (epoch {committed} was committed); "
+                       "the run cannot be resumed")
 
     def save_checkpoint(self, model, epoch: int) -> Path:
-        """Weights and optimizer state after ``epoch`` completed epochs; then model.keras."""
+        """Weights and optimizer state after ``epoch`` completed epochs (with their checksum); then
+        model.keras; then latest.json, which commits the epoch."""
         self.checkpoint_dir.mkdir(exist_ok=True)
         name = f"epoch-{epoch:04d}.weights.h5"
-        atomic_write(self.checkpoint_dir / name, lambda tmp: model.save_weights(tmp))
+
+        def write_weights(tmp: Path) -> None:
+            model.save_weights(tmp)
+            write_checksum(self.checkpoint_dir / name, sha256_of(tmp))
+
+        atomic_write(self.checkpoint_dir / name, write_weights)
         atomic_write(self.model_path, lambda tmp: model.save(tmp))
         write_json(self.checkpoint_dir / "latest.json", {"epoch": epoch, "weights": name})
-        for old in sorted(self.checkpoint_dir.glob("epoch-*.weights.h5"))[:-CHECKPOINTS_KEPT]:
+        for old_epoch, old in self.checkpoints()[CHECKPOINTS_KEPT:]:
             old.unlink()
+            checksum_path(old).unlink(missing_ok=True)
         return self.checkpoint_dir / name
 
     # -- metrics -----------------------------------------------------------------

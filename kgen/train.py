@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import shutil
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,9 @@ import numpy as np
 import kgen
 from kgen import callbacks as kgen_callbacks
 from kgen import data as kgen_data
+from kgen.config import LR_SCHEDULES, RUN_RECORD_KEYS, TrainConfig  # noqa: F401 - TrainConfig is part of this API
 from kgen.models import get_model_class
-from kgen.runs import Run, RunError, create_run_dir
+from kgen.runs import Run, RunError, archive_problem, atomic_write, create_run_dir
 
 # jit_compile per backend when the user does not choose (see benchmarks/train_throughput.py).
 DEFAULT_JIT = {"tensorflow": False, "jax": True, "torch": False}
@@ -26,7 +28,6 @@ DEFAULT_JIT = {"tensorflow": False, "jax": True, "torch": False}
 DEFAULT_STEPS_PER_EXECUTION = {"tensorflow": 32, "jax": 32, "torch": 1}
 
 
-LR_SCHEDULES = ("constant", "cosine")
 # Samples (and held-out images) behind the FID logged during training with --eval-every.
 EVAL_SAMPLES = 2000
 # Indices (into the training split) and labels of a semi-supervised run's labelled examples.
@@ -61,70 +62,6 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN/inf; the run keeps its last good checkpoint."""
 
 
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run; saved as the run's config.json."""
-
-    model: str
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    epochs: int = 10
-    batch_size: int = 128
-    learning_rate: float | None = None  # None: the model's default_learning_rate
-    steps_per_epoch: int | None = None
-    validation_steps: int | None = None
-    seed: int = 0
-    binarize: bool = False
-    lr_schedule: str = "constant"
-    jit: bool | None = None
-    steps_per_execution: int | None = None
-    eval_every: int | None = None  # epochs between FID/KID evaluations during training
-    classifier: str | None = None  # the classifier run that judges samples (default: the newest on the dataset)
-    model_options: dict[str, Any] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        """Raise ValueError with a user-facing message for impossible settings."""
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        for name in ("steps_per_epoch", "validation_steps", "steps_per_execution", "eval_every"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-        if keras.backend.backend() == "torch" and self.steps_per_execution not in (None, 1):
-            raise ValueError("--steps-per-execution must be 1 on the torch backend (Keras runs one step per call there)")
-        for name in ("steps_per_epoch", "validation_steps"):
-            value = getattr(self, name)
-            if self.steps_per_execution and value and value % self.steps_per_execution:
-                raise ValueError(f"--steps-per-execution {self.steps_per_execution} must divide "
-                                 f"--{name.replace('_', '-')} {value}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got '{self.lr_schedule}'")
-        cls = get_model_class(self.model)
-        if self.eval_every and not hasattr(cls, "sample"):
-            raise ValueError(f"--eval-every measures samples; model '{self.model}' cannot sample")
-        if self.classifier is not None and not self.eval_every:
-            raise ValueError("--classifier is used with --eval-every N (FID during training)")
-        if self.learning_rate is None:
-            self.learning_rate = cls.default_learning_rate
-        if not self.learning_rate > 0:
-            raise ValueError(f"--learning-rate must be > 0, got {self.learning_rate}")
-        options = {o.name: o for o in cls.options}
-        for name, value in self.model_options.items():
-            if name not in options or name == "data_range":
-                valid = ", ".join("--" + o.replace("_", "-") for o in options if o != "data_range")
-                raise ValueError(f"model '{self.model}' has no option --{name.replace('_', '-')}; its options: {valid}")
-            self.model_options[name] = options[name].parse(value)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known - {"backend", "kgen_version", "data_source", "data_range", "input_shape"}
-        if unknown:
-            raise ValueError(f"unknown keys in config: {', '.join(sorted(unknown))}")
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
 def build_model(config: TrainConfig, input_shape, data_range: str, num_train: int | None = None,
                 num_classes: int | None = None):
     """The model of a run, compiled; ``num_classes`` (the dataset's) fills a model's --num-classes when not given."""
@@ -147,21 +84,41 @@ def load_data(config: TrainConfig) -> tuple[kgen_data.Dataset, str]:
 def grid_arrays(data, data_range: str, n: int = 1000) -> tuple:
     """Held-out images and labels for ImageGrids: the first 16 are drawn, all n are projected as codes."""
     source = data.test if data.test is not None else data.train
-    batch = kgen_data.pipeline(source.take(n), n, data_range, data.dtype, shuffle=False)
+    batch = kgen_data.pipeline(source.take(n), n, data_range, data.dtype)
     return tuple(t.numpy() for t in next(iter(batch)))
 
 
-def pipelines(config: TrainConfig, data, data_range: str):
-    """The training batches (repeated when --steps-per-epoch is set, shuffled with the run's seed)
-    and the test batches (None without a test split)."""
-    train = kgen_data.pipeline(
-        data.train, config.batch_size, data_range, data.dtype, binarize=config.binarize,
-        repeat=config.steps_per_epoch is not None, seed=config.seed,
+def pipelines(config: TrainConfig, data, data_range: str,
+              initial_epoch: int = 0) -> tuple[kgen_data.TrainingBatches, "tf.data.Dataset | None"]:
+    """The training batches from ``initial_epoch`` on, a function of (seed, epoch, step) alone
+    (``kgen.data.training_batches``), and the test batches (None without a test split)."""
+    train = kgen_data.training_batches(
+        data.train, config.batch_size, data_range, data.dtype, seed=config.seed, binarize=config.binarize,
+        steps_per_epoch=config.steps_per_epoch, num_examples=data.num_train, initial_epoch=initial_epoch,
     )
     test = None
     if data.test is not None:
-        test = kgen_data.pipeline(data.test, config.batch_size, data_range, data.dtype, binarize=config.binarize, shuffle=False)
+        test = kgen_data.pipeline(data.test, config.batch_size, data_range, data.dtype, binarize=config.binarize,
+                                  seed=config.seed)
     return train, test
+
+
+def steps_in_epoch(config: TrainConfig, data) -> int | None:
+    """Training steps per epoch: --steps-per-epoch, else one pass (None when the size is unknown)."""
+    return config.steps_per_epoch or (math.ceil(data.num_train / config.batch_size) if data.num_train else None)
+
+
+def data_callbacks(batches: kgen_data.TrainingBatches) -> list[keras.callbacks.Callback]:
+    """What fit() needs besides the dataset to read each epoch's batches."""
+    return [] if batches.epoch is None else [kgen_callbacks.DataEpoch(batches.epoch)]
+
+
+def say(message: str) -> None:
+    print(f"[kgen] {message}", file=sys.stderr)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during training; the message says what was kept."""
 
 
 def train(
@@ -172,23 +129,29 @@ def train(
     verbose: int | str = "auto",
     extra_callbacks: list | None = None,
 ) -> Run:
-    """Train a model and return its run. ``resume`` continues a run from its last checkpoint.
+    """Train a model and return its run. ``resume`` continues a run from its last intact checkpoint.
 
-    When resuming, ``config`` may raise ``epochs``; everything else comes from the run.
+    When resuming, ``config`` may raise ``epochs``; everything else comes from the run. A resumed run
+    sees the batches and random draws the uninterrupted run would have seen (``pipelines``; the seed
+    generators' states are in the checkpoint). Everything that can be refused (options, data, model) is
+    refused before the run directory is created; a new run that fails before its first epoch is
+    checkpointed leaves no run directory behind.
     """
     if resume is not None:
         run = Run.open(resume)
-        saved = run.config()
-        resumed = TrainConfig.from_dict(saved)
+        resumed = TrainConfig.from_dict(run.config())
         if config is not None:
             resumed.epochs = config.epochs
         config = resumed
-        checkpoint = run.latest_checkpoint()
+        checkpoint = run.latest_checkpoint(report=say)
         initial_epoch = checkpoint[0] if checkpoint else 0
-        if initial_epoch >= config.epochs:
-            print(f"[kgen] {run.path} already completed {initial_epoch} of {config.epochs} epochs; "
-                  "pass a larger --epochs to continue", file=sys.stderr)
+        repair = checkpoint is not None and (not run.model_path.is_file() or archive_problem(run.model_path))
+        if initial_epoch >= config.epochs and not repair:
+            say(f"{run.path} already completed {initial_epoch} of {config.epochs} epochs; "
+                "pass a larger --epochs to continue")
             return run
+    else:
+        initial_epoch, checkpoint = 0, None
     config.validate()
     keras.utils.set_random_seed(config.seed)
     data, data_range = load_data(config)
@@ -200,59 +163,86 @@ def train(
         labelled = kgen_data.labelled_subset(data.train, model.labelled_examples, data.num_classes, data_range,
                                              data.dtype, seed=config.seed)
         model.set_labelled(*labelled[1:])
+    train_batches, test_ds = pipelines(config, data, data_range, initial_epoch)
+    grid_inputs, grid_labels = grid_arrays(data, data_range)
 
     if resume is None:
-        run = Run(create_run_dir(config.model, config.dataset, run_dir, runs_root))
-        initial_epoch, checkpoint = 0, None
+        run, fresh = Run(create_run_dir(config.model, config.dataset, run_dir, runs_root)), True
         run.write_config({
             **asdict(config), "backend": keras.backend.backend(), "kgen_version": kgen.__version__,
             "data_source": data.source, "data_range": data_range, "input_shape": list(data.shape),
         })
         if labelled is not None:
             np.savez(run.path / LABELLED_FILE, indices=labelled[0], labels=labelled[2])
-    elif checkpoint is not None:
-        model.load_weights(checkpoint[1])
-        print(f"[kgen] resuming {run.path} after epoch {initial_epoch}", file=sys.stderr)
+    else:
+        fresh = False
+        if checkpoint is not None:
+            model.load_weights(checkpoint[1])
+            if initial_epoch >= config.epochs:  # only model.keras was damaged: write it again
+                atomic_write(run.model_path, lambda tmp: model.save(tmp))
+                say(f"rewrote {run.model_path} from the checkpoint of epoch {initial_epoch}")
+                return run
+            say(f"resuming {run.path} after epoch {initial_epoch}")
 
-    train_ds, test_ds = pipelines(config, data, data_range)
-    if resume is None:
-        pretraining = model.before_training(train_ds, config.learning_rate, config.steps_per_epoch, verbose)
-        if pretraining:
-            run.record(pretraining, "pretraining")
-    grid_inputs, grid_labels = grid_arrays(data, data_range)
-    nan_guard = kgen_callbacks.NaNGuard()
-    callbacks = [
-        nan_guard,
-        *sample_quality_callbacks(config, run, model, data),
-        kgen_callbacks.Checkpoint(run, nan_guard),
-        keras.callbacks.TensorBoard(log_dir=str(run.log_dir), write_graph=False),
-        kgen_callbacks.ImageGrids(run.log_dir / "images", run.samples_dir, inputs=grid_inputs, labels=grid_labels,
-                                  nan_guard=nan_guard),
-        *(extra_callbacks or []),
-    ]
-    model.fit(
-        train_ds,
-        epochs=config.epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=config.steps_per_epoch,
-        validation_data=test_ds,
-        validation_steps=config.validation_steps,
-        callbacks=callbacks,
-        shuffle=False,  # the tf.data pipeline shuffles
-        verbose=verbose,
-    )
-    if nan_guard.failed_at is not None:
-        epoch, batch = nan_guard.failed_at
-        last = run.latest_checkpoint()
-        kept = f"the last good checkpoint (epoch {last[0]}) is kept" if last else "no epoch completed, nothing was saved"
-        raise TrainingDiverged(
-            f"loss became NaN/inf in epoch {epoch}" + (f", batch {batch}" if batch else "")
-            + f"; training stopped, {kept} in {run.path}; try a lower --learning-rate"
+    nan_guard = kgen_callbacks.NaNGuard(steps_in_epoch(config, data))
+    try:
+        if fresh:
+            pretraining = model.before_training(train_batches.dataset, config.learning_rate,
+                                                train_batches.steps_per_epoch, verbose,
+                                                callbacks=data_callbacks(train_batches))
+            if pretraining:
+                run.record(pretraining, "pretraining")
+        callbacks = [
+            nan_guard,
+            *data_callbacks(train_batches),
+            *sample_quality_callbacks(config, run, model, data),
+            kgen_callbacks.Checkpoint(run, nan_guard),
+            kgen_callbacks.TensorBoard(log_dir=str(run.log_dir), write_graph=False),
+            kgen_callbacks.ImageGrids(run.log_dir / "images", run.samples_dir, inputs=grid_inputs,
+                                      labels=grid_labels, nan_guard=nan_guard),
+            *(extra_callbacks or []),
+        ]
+        model.fit(
+            train_batches.dataset,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=train_batches.steps_per_epoch,
+            validation_data=test_ds,
+            validation_steps=config.validation_steps,
+            callbacks=callbacks,
+            shuffle=False,  # the tf.data pipeline shuffles
+            verbose=verbose,
         )
+    except KeyboardInterrupt:
+        if discard_unsaved(run, fresh):
+            raise RunInterrupted("interrupted before the first epoch completed; nothing was kept") from None
+        raise RunInterrupted(f"interrupted; the last completed epoch is kept: resume with "
+                             f"`kgen train --resume {run.path}`") from None
+    except BaseException:
+        discard_unsaved(run, fresh)
+        raise
+    if nan_guard.failed_at is not None:
+        last = run.latest_checkpoint()
+        if discard_unsaved(run, fresh):
+            kept = f"no epoch completed, so nothing was kept (the run directory {run.path} was removed)"
+        elif last:
+            kept = f"the last good checkpoint (epoch {last[0]}) is kept in {run.path}"
+        else:
+            kept = f"no epoch completed in {run.path}"
+        raise TrainingDiverged(f"{nan_guard.message()}; training stopped, {kept}; try a lower --learning-rate")
     if test_ds is not None:
         results = model.evaluate(test_ds, steps=config.validation_steps, verbose=0, return_dict=True)
         run.record(results, "final")
     return run
+
+
+def discard_unsaved(run: Run, fresh: bool) -> bool:
+    """Remove a run this call created when it holds no checkpoint yet (nothing worth keeping);
+    True if it was removed."""
+    if not fresh or run.committed_epoch() is not None:
+        return False
+    shutil.rmtree(run.path, ignore_errors=True)
+    return True
 
 
 def sample_quality_callbacks(config: TrainConfig, run: Run, model, data) -> list:
@@ -289,6 +279,10 @@ def load_model(run: "Run | str | Path") -> keras.Model:
     run = run if isinstance(run, Run) else Run.open(run)
     if not run.model_path.is_file():
         raise RunError(f"{run.path} has no model.keras yet (no epoch completed)")
+    problem = archive_problem(run.model_path)
+    if problem is not None:
+        raise RunError(f"{run.model_path} is corrupt ({problem}); `kgen train --resume {run.path}` rewrites it "
+                       "from the last intact checkpoint")
     try:
         return keras.models.load_model(run.model_path, compile=False)
     except Exception as exc:  # noqa: BLE001 - a broken archive is a user-facing error

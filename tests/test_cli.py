@@ -60,6 +60,36 @@ def test_train_writes_a_complete_run(vae_run):
     assert (run.samples_dir / "samples-epoch-0002.png").is_file()
 
 
+def event_steps(folder: Path, tag: str) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder), size_guidance={"images": 0, "tensors": 0, "scalars": 0})
+    acc.Reload()
+    kind = "images" if tag in acc.Tags().get("images", []) else "tensors"
+    return sorted(e.step for e in getattr(acc, "Images" if kind == "images" else "Tensors")(tag))
+
+
+def test_scalars_and_image_grids_share_one_step_convention(vae_run):
+    """Step n = n completed epochs, as in metrics.json, the checkpoint names and the PNG names."""
+    logs = Run.open(vae_run).log_dir
+    assert event_steps(logs / "train", "epoch_loss") == [1, 2]
+    assert event_steps(logs / "validation", "epoch_loss") == [1, 2]
+    assert event_steps(logs / "images", "samples") == [1, 2]
+
+
+def test_samples_keep_every_tenth_epoch_and_the_last(tmp_path):
+    from kgen.callbacks import ImageGrids
+    from kgen.models import AE
+
+    model = AE((8, 8, 1), hidden=4, latent_dim=2)
+    grids = ImageGrids(tmp_path / "logs", tmp_path / "samples", inputs=np.zeros((4, 8, 8, 1), "float32"), keep_every=3)
+    grids.set_model(model)
+    for epoch in range(8):
+        grids.on_epoch_end(epoch)
+    kept = sorted(p.name for p in (tmp_path / "samples").iterdir())
+    assert kept == [f"reconstructions-epoch-{n:04d}.png" for n in (3, 6, 8)]
+
+
 def test_sample_writes_a_grid_and_is_seeded(vae_run, tmp_path):
     for name in ("a.png", "b.png"):
         result = invoke("sample", vae_run, "--n", 9, "--out", tmp_path / name, "--seed", 7)

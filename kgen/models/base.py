@@ -8,51 +8,19 @@ shell (``kgen.backend.PhasedTrainer``) runs them in ``train_step`` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import keras
 
 from kgen.backend import PhasedTrainer
 from kgen.backend.common import Phase, PhaseOptimizers
+from kgen.catalog import Option, Rule, parse_options
 
-__all__ = ["DATA_BOUNDS", "DATA_RANGES", "Option", "Phase", "PhasedModel", "batch_inputs"]
+__all__ = ["DATA_BOUNDS", "DATA_RANGES", "Option", "Phase", "PhasedModel", "Rule", "batch_inputs"]
 
 DATA_RANGES = ("unit", "symmetric", "real")
 # (low, high) of the bounded ranges; "real" data have no bounds.
 DATA_BOUNDS = {"unit": (0.0, 1.0), "symmetric": (-1.0, 1.0)}
-
-
-@dataclass(frozen=True)
-class Option:
-    """A model hyperparameter, shown by ``kgen list`` and settable as ``--name value``."""
-
-    name: str
-    type: type
-    default: Any
-    help: str
-    choices: tuple | None = None
-    minimum: float | None = None
-
-    def parse(self, raw: Any) -> Any:
-        """Convert and validate a value; raises ValueError with a user-facing message."""
-        flag = "--" + self.name.replace("_", "-")
-        if raw is None and self.default is None:
-            return None  # "auto": the model derives it from other options
-        try:
-            if self.type is bool and isinstance(raw, str):
-                if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                    raise ValueError
-                value = raw.lower() in ("1", "true", "yes")
-            else:
-                value = self.type(raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"{flag} expects a {self.type.__name__}, got {raw!r}") from None
-        if self.choices is not None and value not in self.choices:
-            raise ValueError(f"{flag} must be one of {', '.join(map(str, self.choices))}, got {raw!r}")
-        if self.minimum is not None and value < self.minimum:
-            raise ValueError(f"{flag} must be >= {self.minimum}, got {raw!r}")
-        return value
 
 
 def batch_inputs(data):
@@ -64,14 +32,16 @@ class PhasedModel(PhasedTrainer):
     """Base of every kgen model.
 
     Subclasses set ``model_name``, ``description``, ``options`` (their
-    hyperparameters), ``metric_names`` (what the phases log; ``loss`` first)
-    and ``data_range`` (the input scaling they want: ``unit`` = [0, 1],
+    hyperparameters) and ``rules`` (constraints between options, checked with
+    them: see ``kgen.catalog``), ``metric_names`` (what the phases log; ``loss``
+    first) and ``data_range`` (the input scaling they want: ``unit`` = [0, 1],
     ``symmetric`` = [-1, 1]), and implement ``training_phases()``.
     """
 
     model_name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
+    rules: ClassVar[tuple[Rule, ...]] = ()
     data_range: ClassVar[str] = "unit"
     # The rate `kgen train` uses when --learning-rate is not given (GANs want smaller ones).
     default_learning_rate: ClassVar[float] = 1e-3
@@ -83,7 +53,7 @@ class PhasedModel(PhasedTrainer):
             raise TypeError(f"{type(self).__name__} got unknown options: {sorted(unknown)}")
         self.data_shape = tuple(int(d) for d in input_shape)
         self.seed = seed
-        self.hparams = {o.name: o.parse(kwargs.get(o.name, o.default)) for o in self.options}
+        self.hparams = parse_options(self.options, self.rules, kwargs, self.model_name)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self._init_trackers()
 
@@ -92,8 +62,9 @@ class PhasedModel(PhasedTrainer):
         raise NotImplementedError
 
     def before_training(self, dataset, learning_rate: float, steps_per_epoch: int | None = None,
-                        verbose: int | str = "auto") -> dict[str, float]:
-        """Training that precedes the phases on a fresh run (stacked_ae: greedy layer-wise pretraining).
+                        verbose: int | str = "auto", callbacks: list | None = None) -> dict[str, float]:
+        """Training that precedes the phases on a fresh run (stacked_ae: greedy layer-wise pretraining);
+        ``callbacks``: what fit() needs to read ``dataset`` (kgen.train.data_callbacks).
 
         Returns the figures to record in metrics.json under "pretraining"; none by default.
         """
@@ -127,6 +98,27 @@ class PhasedModel(PhasedTrainer):
         return self.optimizer.phase_optimizers
 
     # -- serialization --------------------------------------------------------
+    def seed_states(self) -> list:
+        """The state of every random seed generator of the model and its layers (the VAE's noise, a
+        GAN's z, dropout masks): Keras keeps them out of ``weights``, so a plain checkpoint would restart
+        every random stream on resume."""
+        weights = {id(v) for v in self.weights}
+        return [v for v in self.variables if id(v) not in weights]
+
+    def save_own_variables(self, store) -> None:
+        super().save_own_variables(store)
+        for i, state in enumerate(self.seed_states()):
+            store[f"seed_state_{i}"] = keras.ops.convert_to_numpy(state)
+
+    def load_own_variables(self, store) -> None:
+        own = {key: store[key] for key in store.keys() if not key.startswith("seed_state_")}
+        super().load_own_variables(own)
+        for i, state in enumerate(self.seed_states()):
+            if f"seed_state_{i}" in store:  # absent in files written before seed states were saved
+                # Cast: each backend keeps seeds in its own integer type (int64 on TF, uint32 on JAX).
+                value = keras.ops.convert_to_numpy(store[f"seed_state_{i}"])
+                state.assign(value.astype(keras.backend.standardize_dtype(state.dtype)))
+
     def get_config(self) -> dict:
         return {"input_shape": list(self.data_shape), "seed": self.seed, **self.hparams}
 

@@ -21,7 +21,7 @@ from keras import ops
 
 from kgen.backend import batch_jacobian
 from kgen.models.ae import AE, CODE_ACTIVATIONS
-from kgen.models.base import Option
+from kgen.models.base import Option, Rule
 
 
 @keras.saving.register_keras_serializable(package="kgen")
@@ -39,13 +39,10 @@ class ContractiveAE(AE):
                "(one-layer sigmoid encoder)", choices=("autodiff", "closed-form")),
         *(o for o in AE.options if o.name == "data_range"),
     )
+    rules = (Rule({"jacobian": ("closed-form",)}, "--jacobian closed-form needs --arch shallow and --code-activation "
+                  "sigmoid", require={"arch": ("shallow",), "code_activation": ("sigmoid",)}),)
     metric_names = ("loss", "reconstruction_loss", "contractive_penalty", "jacobian_norm")
     regularized = True
-
-    def __init__(self, input_shape: tuple[int, ...], **kwargs):
-        super().__init__(input_shape, **kwargs)
-        if self.hparams["jacobian"] == "closed-form" and not self.has_closed_form():
-            raise ValueError("--jacobian closed-form needs --arch shallow and --code-activation sigmoid")
 
     def has_closed_form(self) -> bool:
         return self.hparams["arch"] == "shallow" and self.hparams["code_activation"] == "sigmoid"

@@ -16,7 +16,7 @@ import keras
 from keras import ops
 
 from kgen.models.ae import AE
-from kgen.models.base import DATA_BOUNDS, Option
+from kgen.models.base import DATA_BOUNDS, Option, Rule
 
 NOISES = ("gaussian", "masking", "salt-pepper")
 
@@ -31,13 +31,9 @@ class DenoisingAE(AE):
         Option("noise_level", float, 0.3, "sigma (gaussian) or corrupted fraction (masking, salt-pepper)", minimum=0.0),
         *(o for o in AE.options if o.name == "data_range"),
     )
+    rules = (Rule({"noise": ("masking", "salt-pepper")}, "--noise-level is a fraction for {noise} noise: it must be in "
+                  "[0, 1], got {noise_level}", in_range={"noise_level": (0.0, 1.0)}),)
     regularized = True
-
-    def __init__(self, input_shape: tuple[int, ...], **kwargs):
-        super().__init__(input_shape, **kwargs)
-        noise, level = self.hparams["noise"], self.hparams["noise_level"]
-        if noise != "gaussian" and level > 1.0:
-            raise ValueError(f"--noise-level is a fraction for {noise} noise: it must be in [0, 1], got {level}")
 
     def corrupt(self, x, seed=None):
         """One draw of C(x~ | x); ``seed`` (an int) makes it reproducible."""

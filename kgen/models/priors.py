@@ -35,13 +35,6 @@ SWISS_ROLL_TURNS = 2.0
 SWISS_ROLL_NOISE = 0.05
 
 
-def check_prior(kind: str, dim: int) -> None:
-    if kind not in PRIORS:
-        raise ValueError(f"unknown prior '{kind}'; choose one of: {', '.join(PRIORS)}")
-    if kind in PLANAR_PRIORS and dim != 2:
-        raise ValueError(f"--prior {kind} is a 2-D prior: use --latent-dim 2 (got {dim})")
-
-
 def _component(n, components: int, labels, seed):
     """The component of each draw: ``labels`` when given, else uniform."""
     if labels is None:

@@ -16,7 +16,7 @@ import keras
 from keras import ops
 
 from kgen.models.ae import AE, CODE_ACTIVATIONS
-from kgen.models.base import Option
+from kgen.models.base import Option, Rule
 
 
 def bernoulli_kl(rho: float, rho_hat):
@@ -34,21 +34,20 @@ class SparseAE(AE):
         *(o for o in AE.options if o.name in ("arch", "hidden", "loss")),
         Option("sparsity", str, "kl", "penalty: kl (target activation rho) or l1 (Laplace prior)", choices=("kl", "l1")),
         Option("weight", float, 1.0, "lambda, the penalty weight", minimum=0.0),
-        Option("rho", float, 0.05, "target mean activation for --sparsity kl, in (0, 1)"),
+        Option("rho", float, 0.05, "target mean activation for --sparsity kl, in (0, 1)", minimum=0.0, maximum=1.0,
+               exclusive=True),
         Option("code_activation", str, None, "code non-linearity (default: sigmoid for kl, relu for l1)",
                choices=CODE_ACTIVATIONS),
         *(o for o in AE.options if o.name == "data_range"),
     )
+    rules = (Rule({"sparsity": ("kl",)}, "--sparsity kl needs sigmoid codes (a mean activation in (0, 1)); drop "
+                  "--code-activation", require={"code_activation": (None, "sigmoid")}),)
     metric_names = ("loss", "reconstruction_loss", "sparsity_penalty", "mean_activation")
     regularized = True
 
     def __init__(self, input_shape: tuple[int, ...], **kwargs):
         super().__init__(input_shape, **kwargs)
         hp = self.hparams
-        if not 0.0 < hp["rho"] < 1.0:
-            raise ValueError(f"--rho must be strictly between 0 and 1, got {hp['rho']}")
-        if hp["sparsity"] == "kl" and hp["code_activation"] not in (None, "sigmoid"):
-            raise ValueError("--sparsity kl needs sigmoid codes (a mean activation in (0, 1)); drop --code-activation")
         hp["code_activation"] = hp["code_activation"] or ("sigmoid" if hp["sparsity"] == "kl" else "relu")
 
     def regularizer(self, inputs, codes):

@@ -51,13 +51,8 @@ class DenseTransposed(layers.Layer):
 
 
 def parse_widths(text: str) -> list[int]:
-    try:
-        widths = [int(w) for w in str(text).split(",") if w.strip()]
-    except ValueError:
-        widths = []
-    if not widths or min(widths) < 1:
-        raise ValueError(f"--widths must be comma-separated positive integers such as 300,150, got {text!r}")
-    return widths
+    """'300,150' -> [300, 150] (the option's form is checked when it is parsed)."""
+    return [int(w) for w in text.split(",")]
 
 
 @keras.saving.register_keras_serializable(package="kgen")
@@ -65,7 +60,7 @@ class StackedAE(AE):
     model_name = "stacked_ae"
     description = "stacked dense autoencoder (784-300-150-300-784), optional tied weights and greedy pretraining"
     options = (
-        Option("widths", str, "300,150", "encoder layer widths, the last is the code size"),
+        Option("widths", str, "300,150", "encoder layer widths, the last is the code size", form="positive_int_list"),
         Option("activation", str, "relu", "hidden and code non-linearity", choices=ACTIVATIONS),
         Option("tied", bool, False, "decoder uses the transposed encoder kernels"),
         Option("pretrain_epochs", int, 0, "greedy layer-wise pretraining epochs per layer before fine-tuning",
@@ -103,24 +98,25 @@ class StackedAE(AE):
 
     # -- greedy layer-wise pretraining ----------------------------------------
     def before_training(self, dataset, learning_rate: float, steps_per_epoch: int | None = None,
-                        verbose: int | str = "auto") -> dict[str, float]:
+                        verbose: int | str = "auto", callbacks: list | None = None) -> dict[str, float]:
         epochs = self.hparams["pretrain_epochs"]
         if not epochs:
             return {}
         print(f"[kgen] greedy layer-wise pretraining: {epochs} epoch(s) per layer", file=sys.stderr)
         layer_losses = self.pretrain(dataset, epochs, learning_rate, steps_per_epoch, self.jit_compile, verbose,
-                                     steps_per_execution=self.steps_per_execution)
+                                     steps_per_execution=self.steps_per_execution, callbacks=callbacks)
         return {f"layer_{i + 1}_loss": loss for i, loss in enumerate(layer_losses)}
 
     def pretrain(self, dataset, epochs: int, learning_rate: float, steps_per_epoch: int | None = None,
                  jit_compile: bool | str = "auto", verbose: int | str = "auto",
-                 steps_per_execution: int = 1) -> list[float]:
+                 steps_per_execution: int = 1, callbacks: list | None = None) -> list[float]:
         """Train each layer pair as a shallow AE on the codes below it; returns each layer's final loss."""
         final = []
         for i in range(len(self.widths)):
             trainer = LayerPretrainer(self, i)
             trainer.compile(learning_rate=learning_rate, jit_compile=jit_compile, steps_per_execution=steps_per_execution)
-            history = trainer.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose)
+            history = trainer.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose,
+                                  callbacks=callbacks)
             final.append(float(history.history["loss"][-1]))
         return final
 

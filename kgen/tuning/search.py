@@ -18,7 +18,8 @@ import kgen
 from kgen import callbacks as kgen_callbacks
 from kgen.models import get_model_class
 from kgen.runs import RunError, atomic_write, read_json, slug, write_json
-from kgen.train import EVAL_SAMPLES, TrainConfig, build_model, grid_arrays, load_data, pipelines
+from kgen.train import (EVAL_SAMPLES, TrainConfig, build_model, data_callbacks, grid_arrays, load_data, pipelines,
+                        steps_in_epoch)
 from kgen.tuning.objectives import (COMPUTED_OBJECTIVES, SearchData, check_objective, check_objective_name,
                                     default_objective, objective_direction)
 from kgen.tuning.spaces import (Spec, declare, parse_spec, read_space_file, search_space, searchable_options,
@@ -221,18 +222,22 @@ class KgenHyperModel(keras_tuner.HyperModel):
         return the last epoch's logs: the score of a trial is the model it ends with, the one
         `kgen train --config best_config.json` reproduces."""
         config = self.config(self.values(hp))
-        train_ds, test_ds = pipelines(config, self.data, self.data_range)
+        train, test_ds = pipelines(config, self.data, self.data_range, initial_epoch)
         if initial_epoch == 0:
-            model.before_training(train_ds, config.learning_rate, config.steps_per_epoch, verbose)
-        nan_guard = kgen_callbacks.NaNGuard()
+            model.before_training(train.dataset, config.learning_rate, train.steps_per_epoch, verbose,
+                                  callbacks=data_callbacks(train))
+        nan_guard = kgen_callbacks.NaNGuard(steps_in_epoch(config, self.data))
         history = model.fit(
-            train_ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=config.steps_per_epoch,
+            train.dataset, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=train.steps_per_epoch,
             validation_data=test_ds, validation_steps=config.validation_steps,
             # Objective callbacks first: they add their values to the logs the others read.
-            callbacks=[nan_guard, *self.objective_callbacks, *callbacks], shuffle=False, verbose=verbose,
+            callbacks=[nan_guard, *data_callbacks(train), *self.objective_callbacks, *callbacks], shuffle=False,
+            verbose=verbose,
         )
+        if nan_guard.failed_at is None and kgen_callbacks.nonfinite_variables(model):
+            nan_guard.failed_at, nan_guard.reason = (epochs, 1, 1), "the weights"
         if nan_guard.failed_at is not None:
-            raise keras_tuner.errors.FailedTrialError(f"loss became NaN/inf in epoch {nan_guard.failed_at[0]}")
+            raise keras_tuner.errors.FailedTrialError(nan_guard.message())
         return {name: float(values[-1]) for name, values in history.history.items()}
 
 
@@ -464,7 +469,7 @@ def tune(settings: TuneSettings, tuner_dir: str | Path, resume: bool = False, ve
     tuner = make_tuner(settings, hypermodel, objective, direction, tuner_dir)
     log_root = tuner_dir / "logs"
     # KerasTuner deep-copies this per trial and points it at logs/<trial>/execution0.
-    board = keras.callbacks.TensorBoard(log_dir=str(log_root), write_graph=False)
+    board = kgen_callbacks.TensorBoard(log_dir=str(log_root), write_graph=False)
     debug, kt_config.DEBUG = kt_config.DEBUG, False  # a failed trial is one line, not KerasTuner's traceback
     try:
         tuner.search(epochs=config.epochs, callbacks=[board], verbose=verbose)
