@@ -365,3 +365,26 @@ def test_sigterm_ends_training_with_one_line_and_keeps_what_was_checkpointed(idx
         assert Run.open(run_dir).committed_epoch() >= 1 and f"--resume {run_dir}" in last
     else:
         assert when == "at start" and "nothing was kept" in last
+
+
+# -- tuner state -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def finished_search(idx_folder, tmp_path_factory) -> Path:
+    tuner_dir = tmp_path_factory.mktemp("tuning") / "search"
+    result = invoke("tune", "ae", "--dataset", idx_folder, "--max-trials", 1, "--epochs", 1, "--steps-per-epoch", 2,
+                    "--batch-size", 16, "--hidden", 8, "--best-grids", 0, "--tuner-dir", tuner_dir)
+    assert result.exit_code == 0, result.output
+    return tuner_dir
+
+
+@pytest.mark.parametrize("state", ["tune.json", "search/oracle.json", "search/tuner0.json", "search/trial_0/trial.json"])
+def test_a_corrupt_tuner_state_is_one_line_naming_the_file(finished_search, tmp_path, state):
+    import shutil
+
+    copy = tmp_path / "search"
+    shutil.copytree(finished_search, copy)
+    (copy / state).write_text("{half a json")
+    results = (copy / "results.csv").read_text()
+    line = one_line(invoke("tune", "--max-trials", 2, "--tuner-dir", copy, "--resume"))
+    assert f"{copy / state} is corrupt" in line
+    assert (copy / "results.csv").read_text() == results  # nothing of the search was lost

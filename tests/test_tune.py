@@ -95,7 +95,7 @@ def test_a_search_killed_after_its_first_trial_resumes_without_repeating_it(rand
     rows = results(tuner_dir)
     assert [(r["trial"], r["status"]) for r in rows] == [("0", "COMPLETED"), ("1", "COMPLETED")]
     assert rows[0] == random_search["before"][0]
-    assert "Reloading Tuner" in random_search["output"]
+    assert "[kgen] continuing the search in" in random_search["output"]
     # Trial 0 trained once, before the kill; the interrupted trial 1 trained again, from scratch.
     [first] = (tuner_dir / "logs" / "0" / "execution0" / "train").iterdir()
     [second] = (tuner_dir / "logs" / "1" / "execution0" / "train").iterdir()

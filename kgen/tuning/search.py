@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
+import json
 import re
 import shutil
 import sys
@@ -140,9 +143,10 @@ def resumed_settings(tuner_dir: Path, model: str | None, given: dict[str, Any], 
     path = settings_file(tuner_dir)
     if not path.is_file():
         raise RunError(f"no search to resume in {tuner_dir} (no tune.json)")
+    data = read_json(path)  # RunError naming the file when it is not JSON
     try:
-        saved = TuneSettings.from_dict(read_json(path))
-    except (TypeError, KeyError, ValueError) as exc:
+        saved = TuneSettings.from_dict(data)
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise RunError(f"{path} is corrupt ({exc})") from None
     differ = []
 
@@ -314,16 +318,41 @@ def make_tuner(settings: TuneSettings, hypermodel: KgenHyperModel, objective: st
         directory=str(tuner_dir), project_name="search", overwrite=False,
         seed=settings.train.seed + 1,  # KerasTuner takes seed 0 as "no seed"
     )
+    # KerasTuner reloads oracle.json, tuner0.json and every trial.json here, announcing it on stdout.
+    announced = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(announced):
+            tuner = _new_tuner(settings, common)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
+        state = Path(tuner_dir) / "search"
+        broken = [str(path) for path in sorted(state.rglob("*.json")) if unreadable_json(path)]
+        where = ", ".join(broken) if broken else f"the search state in {state}"
+        raise RunError(f"{where} is corrupt ({type(exc).__name__}: {exc}); the finished trials "
+                       f"are listed in {Path(tuner_dir) / 'results.csv'}; start a new search with another "
+                       "--tuner-dir") from None
+    if "Reloading" in announced.getvalue():
+        print(f"[kgen] continuing the search in {tuner_dir}", file=sys.stderr)
+    tuner.results_path = Path(tuner_dir) / "results.csv"
+    return tuner
+
+
+def _new_tuner(settings: TuneSettings, common: dict) -> keras_tuner.Tuner:
     if settings.tuner == "hyperband":
         tuner = Hyperband(max_epochs=settings.train.epochs, factor=HYPERBAND_FACTOR, **common)
         # Hyperband sizes itself from max_epochs; --max-trials caps it through the oracle.
         tuner.oracle.max_trials = settings.max_trials
-    elif settings.tuner == "bayesian":
-        tuner = BayesianOptimization(max_trials=settings.max_trials, **common)
-    else:
-        tuner = RandomSearch(max_trials=settings.max_trials, **common)
-    tuner.results_path = Path(tuner_dir) / "results.csv"
-    return tuner
+        return tuner
+    if settings.tuner == "bayesian":
+        return BayesianOptimization(max_trials=settings.max_trials, **common)
+    return RandomSearch(max_trials=settings.max_trials, **common)
+
+
+def unreadable_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+        return False
+    except (OSError, ValueError):
+        return True
 
 
 # -- results -----------------------------------------------------------------------------------
