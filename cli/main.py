@@ -321,7 +321,7 @@ def list_models() -> None:
 @app.command(help="Draw samples from a trained generative model and save them as a PNG grid.")
 def sample(
     run: Path = typer.Argument(..., help="Run directory."),
-    n: int = typer.Option(64, "--n", "-n", help="Number of samples (conditional models: one column per class)."),
+    n: int = typer.Option(64, "--n", "-n", help="Number of samples (conditional models: whole rows of one column per class)."),
     out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="Output PNG file."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same samples)."),
     label: Optional[int] = typer.Option(None, "--label", help="Conditional models (cgan): draw only this class."),
@@ -341,54 +341,44 @@ def sample(
             raise UsageError(f"{out} exists; pass --force to replace it or choose another --out")
         if interpolate + traverse + style_grid > 1:
             raise UsageError("choose one of --interpolate, --traverse and --style-grid")
-        from keras import ops
-
-        from kgen import images, sampling
-        from kgen.train import load_model
-
-        model = load_model(run)
-        if not sampling.can_sample(model):
-            raise UsageError(f"model '{model.model_name}' in {run} cannot sample (it has no prior); try a gan or vae")
-        if label is not None and not sampling.is_conditional(model):
-            raise UsageError(f"--label is for conditional models (cgan, aae with labels); '{model.model_name}' is not one")
-        if traverse and not hasattr(model, "traversal_grids"):
-            raise UsageError(f"--traverse is for models with codes (infogan); '{model.model_name}' has none")
         if style_grid and label is not None:
             raise UsageError("--style-grid shows every class; drop --label")
-        columns, grids = None, {}
-        if style_grid:
-            if not sampling.is_conditional(model):
-                raise UsageError(f"--style-grid is for models that generate from a label (aae --mode supervised, "
-                                 f"cgan, ...); '{model.model_name}' in {run} does not")
-            rows = max(1, n // model.num_classes)  # --n samples: rows of one style across every class
-            grids[out] = (sampling.style_grid(model, rows=rows, seed=seed), model.num_classes)
-        elif interpolate:
-            grids[out] = (sampling.interpolation_grid(model, seed=seed, labels=label), 10)
-        elif traverse:
-            grids = {out.with_name(f"{out.stem}-{name}.png"): grid for name, grid in model.traversal_grids(seed).items()}
-        else:
-            if sampling.is_conditional(model) and label is None:  # one column per class
-                columns = model.num_classes
-            grids[out] = (sampling.sample_batches(model, n, seed, label), columns)
-        existing = [str(path) for path in grids if path.exists()]
+        from kgen import images, sampling
+        from kgen.models import Ability, can
+        from kgen.runs import load_model
+
+        model = load_model(run)
+        if not can(model, Ability.SAMPLE):
+            raise UsageError(f"model '{model.model_name}' in {run} cannot sample (it has no prior); try a gan or vae")
+        if label is not None and not can(model, Ability.CONDITIONAL):
+            raise UsageError(f"--label is for conditional models (cgan, aae with labels); '{model.model_name}' is not one")
+        if traverse and not can(model, Ability.TRAVERSE):
+            raise UsageError(f"--traverse is for models with codes (infogan); '{model.model_name}' has none")
+        if style_grid and not can(model, Ability.LABELLED_GENERATOR):
+            raise UsageError(f"--style-grid is for models that generate from a label (aae --mode supervised, "
+                             f"cgan, ...); '{model.model_name}' in {run} does not")
+        if interpolate and not can(model, Ability.GENERATE):
+            raise UsageError(f"model '{model.model_name}' has no latent space to interpolate")
+        kind = "interpolation" if interpolate else "traversal" if traverse else "style_grid" if style_grid else "samples"
+        grids = sampling.pictures(sampling.generator_grids(model, n, seed, label, kinds=(kind,)),
+                                  model.hparams["data_range"])
+        if not grids:
+            raise UsageError(f"samples of shape {model.data_shape} are not images")
+        # One grid is OUT; InfoGAN's traversals are OUT-<code>.png.
+        paths = {name: out if kind != "traversal" else out.with_name(f"{out.stem}-{name.removeprefix('traversal_')}.png")
+                 for name in grids}
+        existing = [str(path) for path in paths.values() if path.exists()]
         if existing and not force:
             raise UsageError(f"{', '.join(existing)} exist(s); pass --force to replace or choose another --out")
-        written = []
         out.parent.mkdir(parents=True, exist_ok=True)
-        for path, (batch, cols) in grids.items():
-            shown = images.to_display(ops.convert_to_numpy(batch), model.hparams["data_range"])
-            if shown is None:
-                raise UsageError(f"samples of shape {model.data_shape} are not images")
-            written.append(images.save_png(images.grid(shown, columns=cols), path))
-        return written
+        return [images.save_png(image, paths[name]) for name, image in grids.items()]
 
     for path in run_guarded(draw):
         typer.echo(f"wrote {path}")
 
 
 def _load_run_model(run: Path):
-    from kgen.runs import Run
-    from kgen.train import load_model
+    from kgen.runs import Run, load_model
 
     opened = Run.open(run)
     return opened, load_model(opened)

@@ -8,6 +8,9 @@ import keras
 import numpy as np
 
 from kgen import images, sampling
+from kgen.metrics import classifier_outputs, sample_quality
+from kgen.models import Ability, can
+from kgen.outputs import code_scatter, reconstructions
 from kgen.runs import Run
 
 # samples/ keeps the grids of every PNG_KEEP_EVERY-th epoch and of the last one.
@@ -17,14 +20,13 @@ PNG_KEEP_EVERY = 10
 class ImageGrids(keras.callbacks.Callback):
     """Each epoch: the model's image grids, in TensorBoard (``<log_dir>/images``) and as PNG.
 
-    - ``samples``: draws from the prior (models with ``sample``), fixed seed so epochs compare;
-      ``interpolation`` (latent walks), ``style_grid`` (conditional generators: a style per row,
-      a class per column) and InfoGAN's ``traversal_*`` code grids;
+    - generators (``Ability.SAMPLE``): every grid of ``sampling.generator_grids`` (samples with a
+      fixed seed so epochs compare, interpolations, style grids, code traversals);
     - ``reconstructions``: input/reconstruction pairs of the first 16 ``inputs``;
-    - ``denoising``: noisy / denoised / clean rows (models with ``corrupt``);
+    - ``denoising``: noisy / denoised / clean rows (``Ability.DENOISE``);
     - ``codes``: the 2-D projection of all ``inputs``' codes coloured by ``labels``
-      (PCA when the latent has more than 2 dimensions), for models with ``encode``; over the
-      prior's density for models with a prior on their codes (the AAE).
+      (PCA when the latent has more than 2 dimensions), for models that encode; over the
+      prior's density for models with a prior on their codes (``Ability.CODE_PRIOR``).
 
     Written with ``tf.summary.image``, which works on every backend.
     """
@@ -41,51 +43,25 @@ class ImageGrids(keras.callbacks.Callback):
     def grids(self, model) -> dict[str, np.ndarray]:
         data_range = model.hparams.get("data_range", "unit")
         out = {}
-        if hasattr(model, "sample"):
-            out.update(self.generator_grids(model, data_range))
+        if can(model, Ability.SAMPLE):
+            out.update(sampling.pictures(sampling.generator_grids(model, self.n_samples, self.seed), data_range))
         if self.inputs is None:
             return out
         shown = self.inputs[:16]
-        if hasattr(model, "reconstruct") and (self.labels is not None
-                                              or not getattr(model, "reconstructs_with_labels", False)):
-            from kgen.evaluate import reconstructions
-
+        if can(model, Ability.RECONSTRUCT) and (self.labels is not None
+                                                or not can(model, Ability.LABELLED_RECONSTRUCTION)):
             outputs = reconstructions(model, shown, None if self.labels is None else self.labels[:16])
             shown_in, shown_out = images.to_display(shown, data_range), images.to_display(outputs, data_range)
             if shown_in is not None:
                 out["reconstructions"] = images.pairs(shown_in, shown_out)
-        if hasattr(model, "corrupt"):
+        if can(model, Ability.DENOISE):
             noisy = keras.ops.convert_to_numpy(model.corrupt(shown[:8], seed=self.seed))
             denoised = keras.ops.convert_to_numpy(model.reconstruct(noisy))
             rows = [images.to_display(a, data_range) for a in (noisy, denoised, shown[:8])]
             if rows[0] is not None:
                 out["denoising"] = images.grid(np.concatenate(rows), columns=8)
-        if hasattr(model, "encode") and self.labels is not None:
-            from kgen.evaluate import code_scatter
-
+        if can(model, Ability.ENCODE) and self.labels is not None:
             out["codes"] = code_scatter(model, self.inputs, self.labels)
-        return out
-
-    def generator_grids(self, model, data_range: str) -> dict[str, np.ndarray]:
-        """Fixed-noise samples (one column per class for conditional models), a latent
-        interpolation and, for InfoGAN, the code traversals."""
-        n, columns = self.n_samples, None
-        if sampling.is_conditional(model):  # one column per class
-            columns = model.num_classes
-            n = columns * max(1, self.n_samples // columns)
-        batches = {"samples": (sampling.sample_batches(model, n, self.seed), columns)}
-        if hasattr(model, "sample_latent") and hasattr(model, "generate"):
-            batches["interpolation"] = (sampling.interpolation_grid(model, seed=self.seed), 10)
-        if sampling.is_conditional(model) and getattr(model, "generator_takes_labels", True) and hasattr(
-                model, "sample_latent"):
-            batches["style_grid"] = (sampling.style_grid(model, seed=self.seed), model.num_classes)
-        if hasattr(model, "traversal_grids"):
-            batches.update({f"traversal_{name}": grid for name, grid in model.traversal_grids(self.seed).items()})
-        out = {}
-        for name, (batch, cols) in batches.items():
-            shown = images.to_display(keras.ops.convert_to_numpy(batch), data_range)
-            if shown is not None:
-                out[name] = images.grid(shown, columns=cols)
         return out
 
     def on_epoch_end(self, epoch, logs=None):
@@ -139,15 +115,11 @@ class SampleQuality(keras.callbacks.Callback):
     TensorBoard shows them (``epoch_fid``, ...) and metrics.json keeps them."""
 
     def __init__(self, judge, real: np.ndarray, every: int, n: int = 2000, seed: int = 0):
-        from kgen.metrics import classifier_outputs
-
         super().__init__()
         self.judge, self.every, self.n, self.seed = judge, every, n, seed
         self.real_features, _ = classifier_outputs(judge, real)  # the real images never change: once
 
     def on_epoch_end(self, epoch, logs=None):
-        from kgen.metrics import sample_quality
-
         if logs is None or (epoch + 1) % self.every:
             return
         report = sample_quality(self.model, self.judge, self.real_features, self.n, self.seed,

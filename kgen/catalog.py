@@ -49,6 +49,8 @@ def _count_or_all(value: str, flag: str) -> str:
 # Checks of a string option's form, by name (a name, not a function, so the catalog stays JSON).
 FORMS: dict[str, Callable[[str, str], str]] = {"positive_int_list": _positive_int_list, "count_or_all": _count_or_all}
 TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+# What a dataset tells a model (``Option.from_data``): its number of classes, its training examples.
+DATA_FACTS = ("num_classes", "num_train")
 
 
 def flag(name: str) -> str:
@@ -60,7 +62,8 @@ class Option:
     """A model hyperparameter, shown by ``kgen list`` and settable as ``--name value``.
 
     ``minimum``/``maximum`` bound numbers (strictly when ``exclusive``); ``form`` names a check of a
-    string's form (``FORMS``); a ``default`` of None means the model derives the value ("auto").
+    string's form (``FORMS``); a ``default`` of None means the model derives the value ("auto");
+    ``from_data`` names the dataset fact that fills it when not given (``DATA_FACTS``).
     """
 
     name: str
@@ -72,6 +75,7 @@ class Option:
     maximum: float | None = None
     exclusive: bool = False
     form: str | None = None
+    from_data: str | None = None
 
     def parse(self, raw: Any) -> Any:
         """Convert and validate a value; raises ValueError with a user-facing message."""
@@ -188,7 +192,8 @@ class ModelSpec:
     options: tuple[Option, ...]
     rules: tuple[Rule, ...] = ()
     default_learning_rate: float = 1e-3
-    can_sample: bool = False
+    family: str = "autoencoder"
+    abilities: tuple[str, ...] = ()  # kgen.models.contract.Ability values: what the class may do
 
     def parse_options(self, given: dict[str, Any]) -> dict[str, Any]:
         """The model's options from ``given`` (user-settable ones only: not data_range)."""
@@ -199,21 +204,26 @@ class ModelSpec:
     def user_options(self) -> list[Option]:
         return [o for o in self.options if o.name != "data_range"]
 
+    def can(self, ability: str) -> bool:
+        """Whether the class may have ``ability`` (a value of kgen.models.contract.Ability)."""
+        return ability in self.abilities
+
     @classmethod
     def of(cls, model_class) -> "ModelSpec":
         return cls(model_class.model_name, model_class.description, tuple(model_class.options),
-                   tuple(getattr(model_class, "rules", ())), model_class.default_learning_rate,
-                   hasattr(model_class, "sample"))
+                   tuple(model_class.rules), model_class.default_learning_rate, model_class.family,
+                   tuple(sorted(a.value for a in model_class.abilities)))
 
     def to_json(self) -> dict:
         return {"name": self.name, "description": self.description, "options": [o.to_json() for o in self.options],
                 "rules": [r.to_json() for r in self.rules], "default_learning_rate": self.default_learning_rate,
-                "can_sample": self.can_sample}
+                "family": self.family, "abilities": list(self.abilities)}
 
     @classmethod
     def from_json(cls, data: dict) -> "ModelSpec":
         return cls(data["name"], data["description"], tuple(Option.from_json(o) for o in data["options"]),
-                   tuple(Rule.from_json(r) for r in data["rules"]), data["default_learning_rate"], data["can_sample"])
+                   tuple(Rule.from_json(r) for r in data["rules"]), data["default_learning_rate"], data["family"],
+                   tuple(data["abilities"]))
 
 
 def source_digest() -> str:

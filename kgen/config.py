@@ -81,7 +81,7 @@ class TrainConfig:
         if problem:
             raise ValueError(problem)
         spec = get_spec(self.model)
-        if self.eval_every and not spec.can_sample:
+        if self.eval_every and not spec.can("sample"):
             raise ValueError(f"--eval-every measures samples; model '{self.model}' cannot sample")
         if self.classifier is not None and not self.eval_every:
             raise ValueError("--classifier is used with --eval-every N (FID during training)")

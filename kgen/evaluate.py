@@ -18,9 +18,15 @@ import numpy as np
 from scipy.linalg import subspace_angles
 
 from kgen import data as kgen_data
-from kgen import images, sampling
+from kgen import images
+from kgen.data import check_split, dataset_arrays
+from kgen.files import atomic_write
+from kgen.metrics import (classifier_outputs, clustering_error, hungarian_accuracy, mmd2_gaussian, real_floor, rescale,
+                          sample_quality)
+from kgen.models import Ability, can
 from kgen.models.base import DATA_BOUNDS
-from kgen.runs import Run, atomic_write, latest_run
+from kgen.outputs import batched, code_scatter, codes_of, pca_basis, reconstructions
+from kgen.runs import Run, find_classifier, load_model
 
 PEAK = {name: high - low for name, (low, high) in DATA_BOUNDS.items()}
 SPLITS = ("train", "test")
@@ -44,55 +50,9 @@ def reconstruction_errors(x: np.ndarray, x_hat: np.ndarray, data_range: str) -> 
     return out
 
 
-def pca_basis(x: np.ndarray, k: int) -> np.ndarray:
-    """Top-k principal directions of x (rows = examples) as columns of a (features x k) matrix."""
-    flat = x.reshape(len(x), -1).astype("float64")
-    _, _, vt = np.linalg.svd(flat - flat.mean(axis=0), full_matrices=False)
-    return vt[:k].T
-
-
 def principal_angles(basis: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Principal angles (degrees, largest first) between span(basis) and the top-k PCA subspace of x."""
     return np.degrees(subspace_angles(basis.astype("float64"), pca_basis(x, basis.shape[1])))
-
-
-def projector_2d(codes: np.ndarray):
-    """The map of codes (and of prior draws beside them) to 2-D points: the identity when the codes
-    have at most 2 dimensions, else the projection on the codes' first two principal components."""
-    codes = codes.reshape(len(codes), -1).astype("float64")
-    if codes.shape[1] <= 2:
-        return lambda points: np.pad(points.reshape(len(points), -1), ((0, 0), (0, 2 - codes.shape[1])))
-    mean, basis = codes.mean(axis=0), pca_basis(codes, 2)
-    # Fewer than 3 codes span fewer than 2 components: the missing axis is 0.
-    basis = np.pad(basis, ((0, 0), (0, 2 - basis.shape[1])))
-    return lambda points: (points.reshape(len(points), -1) - mean) @ basis
-
-
-def project_2d(codes: np.ndarray) -> np.ndarray:
-    """Codes as 2-D points: themselves when 2-D, else their first two principal components."""
-    return projector_2d(codes)(codes.astype("float64"))
-
-
-def batched(fn, x, batch_size: int = 256):
-    """fn over x in batches, outputs as numpy; a tuple output (a VAE's encode) gives a tuple of arrays.
-
-    ``x`` may be a tuple of equally long arrays (images and labels): fn then takes one batch of each."""
-    arrays = x if isinstance(x, tuple) else (x,)
-    outputs = [fn(*(a[i : i + batch_size] for a in arrays)) for i in range(0, len(arrays[0]), batch_size)]
-    if isinstance(outputs[0], (tuple, list)):
-        return tuple(np.concatenate([keras.ops.convert_to_numpy(o[j]) for o in outputs]) for j in range(len(outputs[0])))
-    return np.concatenate([keras.ops.convert_to_numpy(o) for o in outputs])
-
-
-def codes_of(model, x: np.ndarray) -> np.ndarray:
-    """The model's codes for x: ``encode``'s output, the posterior mean for a VAE."""
-    codes = batched(model.encode, x)
-    return codes[0] if isinstance(codes, tuple) else codes
-
-
-def check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
 
 
 def split_arrays(run: Run, split: str, limit: int | None = None, loaded=None) -> tuple[np.ndarray, np.ndarray]:
@@ -104,25 +64,6 @@ def split_arrays(run: Run, split: str, limit: int | None = None, loaded=None) ->
     config = run.config()
     loaded = loaded or kgen_data.load_dataset(config["dataset"], config.get("data_dir"))
     return dataset_arrays(loaded, split, config["data_range"], limit, name=config["dataset"])
-
-
-def dataset_arrays(loaded, split: str, data_range: str, limit: int | None = None,
-                   name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(x, labels) of a loaded dataset's split scaled to ``data_range``; ``name`` for messages."""
-    check_split(split)
-    name = name or loaded.name
-    source = loaded.train if split == "train" else loaded.test
-    if source is None:
-        raise kgen_data.DataError(f"dataset {name!r} has no {split} split")
-    if limit is not None:
-        source = source.take(limit)
-    xs, ys = [], []
-    for x, y in kgen_data.pipeline(source, 256, data_range, loaded.dtype):
-        xs.append(x.numpy())
-        ys.append(y.numpy())
-    if not xs:
-        raise kgen_data.DataError(f"the {split} split of {name!r} is empty")
-    return np.concatenate(xs), np.concatenate(ys)
 
 
 def pseudo_log_likelihood(model, x: np.ndarray) -> np.ndarray:
@@ -142,13 +83,14 @@ def evaluate(model, run: Run, split: str = "test", scores: str | Path | None = N
     beside ``run``), with the real-vs-real floor.
     """
     check_split(split)
-    generative = sampling.can_sample(model) and (classifier is not None or not hasattr(model, "reconstruct"))
-    if classifier is not None and not sampling.can_sample(model):
+    samples, reconstructs = can(model, Ability.SAMPLE), can(model, Ability.RECONSTRUCT)
+    generative = samples and (classifier is not None or not reconstructs)
+    if classifier is not None and not samples:
         raise ValueError(f"model '{model.model_name}' cannot sample, so there is nothing to compare with the "
                          "data; --classifier is for generators (gan, vae, ...)")
-    if not (hasattr(model, "reconstruct") or hasattr(model, "predict_proba") or generative):
+    if not (reconstructs or can(model, Ability.CLASSIFY) or can(model, Ability.CLUSTER) or generative):
         raise ValueError(f"`kgen evaluate` has no figures for model '{model.model_name}'")
-    if scores is not None and not hasattr(model, "reconstruct"):
+    if scores is not None and not reconstructs:
         raise ValueError(f"--scores writes reconstruction errors; model '{model.model_name}' does not reconstruct")
     if n < 2:
         raise ValueError(f"--n must be >= 2, got {n}")
@@ -156,16 +98,15 @@ def evaluate(model, run: Run, split: str = "test", scores: str | Path | None = N
     loaded = kgen_data.load_dataset(config["dataset"], config.get("data_dir"))
     x, labels = split_arrays(run, split, limit, loaded)
     summary: dict = {}
-    if hasattr(model, "reconstruct"):
+    if reconstructs:
         summary.update(reconstruction_summary(model, run, split, x, labels, scores, seed, loaded))
-    head = predicted_kind(model)
-    if head == "classes":
+    if can(model, Ability.CLASSIFY):
         predicted = batched(model.predict_proba, x).argmax(axis=1)
         summary["accuracy"] = float(np.mean(predicted == labels))
         summary["error_rate"] = 1.0 - summary["accuracy"]
-    elif head == "clusters":
+    elif can(model, Ability.CLUSTER):
         summary.update(clustering_summary(model, run, split, x, labels, loaded))
-    if hasattr(model, "sample_prior"):
+    if can(model, Ability.CODE_PRIOR):
         summary.update(prior_summary(model, run, split, x, labels, seed))
     if generative:
         summary.update(generative_summary(model, run, x, classifier, n, seed))
@@ -173,25 +114,9 @@ def evaluate(model, run: Run, split: str = "test", scores: str | Path | None = N
     return summary
 
 
-def predicted_kind(model) -> str | None:
-    """What a model's ``predict_proba`` predicts: "classes", "clusters" (the clustering AAE) or None."""
-    if not hasattr(model, "predict_proba"):
-        return None
-    return getattr(model, "categorical_head", "classes")
-
-
-def reconstructions(model, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """The model's reconstructions of x (a supervised AAE's decoder takes the labels too)."""
-    if getattr(model, "reconstructs_with_labels", False):
-        return batched(lambda b, y: model.reconstruct(b, model.condition_of_labels(len(y), y)), (x, labels))
-    return batched(model.reconstruct, x)
-
-
 def clustering_summary(model, run: Run, split: str, x: np.ndarray, labels: np.ndarray, loaded) -> dict:
     """Clustering error with majority labels from the training split (Makhzani et al., section 6),
     Hungarian accuracy when there are as many clusters as classes, and how many clusters are used."""
-    from kgen.metrics import clustering_error, hungarian_accuracy
-
     clusters = model.num_classes
     if split == "train":
         train_x, train_labels = x, labels
@@ -212,8 +137,6 @@ def prior_summary(model, run: Run, split: str, x: np.ndarray, labels: np.ndarray
     """How close the codes are to the prior: MMD^2 between up to n codes and as many prior draws,
     beside the same statistic between two prior draws (what equal distributions give); and the
     scatter of the codes over the prior's density, written to the run's samples folder."""
-    from kgen.metrics import mmd2_gaussian
-
     x, labels = x[:n], labels[:n]
     codes = codes_of(model, x)
     prior = keras.ops.convert_to_numpy(model.sample_prior(len(codes), labels=labels, seed=seed))
@@ -225,34 +148,11 @@ def prior_summary(model, run: Run, split: str, x: np.ndarray, labels: np.ndarray
             "code_plot": str(plot)}
 
 
-def find_classifier(run: Run, classifier: str | Path | None) -> Run:
-    """The classifier run to judge ``run``'s samples with: the one given, else the newest
-    ``classifier`` run on the same dataset in the same runs folder."""
-    return classifier_for(run.config()["dataset"], run.path.parent, classifier)
-
-
-def classifier_for(dataset: str, root: str | Path, classifier: str | Path | None = None) -> Run:
-    """The classifier run ``classifier`` (checked to be one), else the newest on ``dataset`` under ``root``."""
-    if classifier is not None:
-        found = Run.open(classifier)
-        if found.config()["model"] != "classifier":
-            raise ValueError(f"--classifier {classifier} is a '{found.config()['model']}' run, not a classifier")
-        return found
-    found = latest_run("classifier", dataset, root)
-    if found is None:
-        raise ValueError(f"no classifier run on '{dataset}' in {root}; train one with "
-                         f"`kgen train classifier --dataset {dataset}` or pass --classifier RUN")
-    return found
-
-
 def generative_summary(model, run: Run, x: np.ndarray, classifier: str | Path | None, n: int, seed: int) -> dict:
     """Sample-quality figures of a generator against the real images x (in the model's range)."""
-    from kgen.metrics import classifier_outputs, real_floor, rescale, sample_quality
-    from kgen.train import load_model
-
     classifier_run = find_classifier(run, classifier)
     judge = load_model(classifier_run)
-    if not hasattr(judge, "features"):
+    if not can(judge, Ability.FEATURES):
         raise ValueError(f"{classifier_run.path} has no feature layer to compare samples in")
     if classifier_run.config()["dataset"] != run.config()["dataset"]:
         print(f"[kgen] warning: the classifier was trained on {classifier_run.config()['dataset']!r}, the generator "
@@ -271,15 +171,15 @@ def reconstruction_summary(model, run: Run, split: str, x: np.ndarray, labels: n
     data_range = model.hparams.get("data_range", "unit")
     per_example = reconstruction_errors(x, reconstructions(model, x, labels), data_range)
     summary = {f"reconstruction_{name}": float(np.mean(values)) for name, values in per_example.items()}
-    if hasattr(model, "corrupt") and data_range in PEAK:
+    if can(model, Ability.DENOISE) and data_range in PEAK:
         noisy = batched(lambda b: model.corrupt(b, seed=seed), x)
         denoised = batched(model.reconstruct, noisy)
         summary["psnr_noisy"] = float(np.mean(psnr(x, noisy, PEAK[data_range])))
         summary["psnr_denoised"] = float(np.mean(psnr(x, denoised, PEAK[data_range])))
         summary["psnr_gain"] = summary["psnr_denoised"] - summary["psnr_noisy"]
-    if hasattr(model, "pseudo_log_likelihood"):
+    if can(model, Ability.PSEUDO_LIKELIHOOD):
         summary["pseudo_log_likelihood"] = float(np.mean(pseudo_log_likelihood(model, x)))
-    if hasattr(model, "decoder_basis"):
+    if can(model, Ability.PRINCIPAL_SUBSPACE):
         train_x = x if split == "train" else split_arrays(run, "train", 20_000, loaded)[0]
         angles = principal_angles(model.decoder_basis(), train_x)
         summary["pca_max_angle_degrees"] = float(angles.max())
@@ -313,33 +213,19 @@ def encode(model, run: Run, split: str, out: str | Path, limit: int | None = Non
     out = Path(out)
     if out.suffix.lower() != ".npz":
         raise ValueError(f"--out must be an .npz file, got {out}")
-    if not hasattr(model, "encode"):
+    if not can(model, Ability.ENCODE):
         raise ValueError(f"model '{model.model_name}' has no encoder")
     x, labels = split_arrays(run, split, limit)
     codes = batched(model.encode, x)
     arrays = {"labels": labels, "codes": codes}
     if isinstance(codes, tuple):  # VAE: (mean, log_var)
         arrays["codes"], arrays["log_var"] = codes
-    if predicted_kind(model) is not None:  # semi-supervised / clustering AAE: q(y | x) too
+    if can(model, Ability.CLASSIFY) or can(model, Ability.CLUSTER):  # the AAE's label head: q(y | x) too
         arrays["probabilities"] = batched(model.predict_proba, x)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: np.savez(tmp, **arrays))
     return out, len(labels)
 
 
-def code_scatter(model, x: np.ndarray, labels: np.ndarray, seed: int = 0, codes: np.ndarray | None = None) -> np.ndarray:
-    """RGB image of the 2-D projection of x's codes (``codes`` when the caller has them), coloured by
-    label; over the density of prior draws (projected the same way) for models with a prior on their codes (the AAE)."""
-    codes = codes_of(model, x) if codes is None else codes
-    latent = codes.shape[1]
-    title = "codes" if latent <= 2 else f"codes: first two principal components of {latent}-D"
-    project = projector_2d(codes)
-    background = None
-    if hasattr(model, "sample_prior"):
-        prior = keras.ops.convert_to_numpy(model.sample_prior(max(len(codes), 2000), seed=seed))
-        background, title = project(prior), title + " over the prior's density (grey)"
-    return images.scatter(project(codes.astype("float64")), labels, title=title, background=background)
-
-
-__all__ = ["code_scatter", "encode", "evaluate", "principal_angles", "psnr", "pseudo_log_likelihood",
-           "reconstruction_errors"]
+__all__ = ["encode", "evaluate", "principal_angles", "psnr", "pseudo_log_likelihood", "reconstruction_errors",
+           "split_arrays"]

@@ -6,7 +6,7 @@
         assets.extra/requests/<sig>.json     a ready REST body for each signature
         assets.extra/tf_serving_warmup_requests   with --warmup: one PredictionLog per signature
 
-Signatures are chosen by what the model can do (its methods, see ``CAPABILITIES``), not by
+Signatures are chosen by what the model can do (its abilities, see ``CAPABILITIES``), not by
 its class, so a new model family gets the signatures its methods allow without changes here.
 Every signature has a dynamic batch dimension and float32 data; images go in and come out in
 [0, 1] NHWC whatever range the model works in (GANs: [-1, 1]); data the model saw as unbounded
@@ -103,9 +103,9 @@ def to_unit(model, y):
 
 def takes_condition(model, method: str) -> bool:
     """A signature takes a ``label`` when the model is conditional and the method has a condition."""
-    from kgen.sampling import is_conditional
+    from kgen.models import Ability, can
 
-    return is_conditional(model) and "condition" in inspect.signature(getattr(model, method)).parameters
+    return can(model, Ability.CONDITIONAL) and "condition" in inspect.signature(getattr(model, method)).parameters
 
 
 def _with_condition(method, x, condition):
@@ -132,7 +132,7 @@ def _encode(model, inputs, condition):
     codes = model.encode(from_unit(model, inputs["images"]))
     if not isinstance(codes, (tuple, list)):
         return {"code": codes}
-    names = getattr(model, "encode_output_names", None) or [f"code_{i}" for i in range(len(codes))]
+    names = model.encode_output_names or [f"code_{i}" for i in range(len(codes))]
     return dict(zip(names, codes))
 
 
@@ -162,7 +162,7 @@ def _sample_reference(model, inputs, condition):
     for i, seed in enumerate(np.asarray(inputs["seed"]).tolist()):
         kwargs = {} if labels is None else {"labels": np.asarray(labels)[i : i + 1]}
         images.append(ops.convert_to_numpy(model.sample(1, seed=int(seed), **kwargs))[0])
-        if hasattr(model, "sample_latent"):
+        if _has(model, "GENERATE"):
             latents.append(ops.convert_to_numpy(model.sample_latent(1, seed=int(seed)))[0])
     out = {"images": to_unit(model, np.stack(images))}
     if latents:
@@ -183,14 +183,23 @@ def _images(model):
     return {"images": ((None, *model.data_shape), "float32")}
 
 
-CAPABILITIES: tuple[tuple[str, tuple[str, ...], Callable, Callable], ...] = (
-    ("reconstruct", ("reconstruct",), _images, _reconstruct),
-    ("encode", ("encode",), _images, _encode),
-    ("decode", ("decode", "encode"), lambda m: {"code": ((None, *_code_shape(m)), "float32")}, _decode),
-    ("generate", ("generate", "sample_latent"), lambda m: {"latent": ((None, *_latent_shape(m)), "float32")},
+def _has(model, *names: str) -> bool:
+    """The model has one of the abilities ``names`` (kgen.models.Ability member names)."""
+    from kgen.models import Ability, can
+
+    return any(can(model, Ability[name]) for name in names)
+
+
+# Each capability: the abilities it needs (any one of them), its inputs and its function.
+CAPABILITIES: tuple[tuple[str, Callable, Callable, Callable], ...] = (
+    ("reconstruct", lambda m: _has(m, "RECONSTRUCT"), _images, _reconstruct),
+    ("encode", lambda m: _has(m, "ENCODE"), _images, _encode),
+    ("decode", lambda m: _has(m, "DECODE") and _has(m, "ENCODE"),
+     lambda m: {"code": ((None, *_code_shape(m)), "float32")}, _decode),
+    ("generate", lambda m: _has(m, "GENERATE"), lambda m: {"latent": ((None, *_latent_shape(m)), "float32")},
      _generate),
-    ("sample", ("sample",), lambda m: {"seed": ((None,), "int64")}, _sample_reference),
-    ("classify", ("predict_proba",), _images, _classify),
+    ("sample", lambda m: _has(m, "SAMPLE"), lambda m: {"seed": ((None,), "int64")}, _sample_reference),
+    ("classify", lambda m: _has(m, "CLASSIFY", "CLUSTER"), _images, _classify),
 )
 COMPUTE = {name: compute for name, _, _, compute in CAPABILITIES}
 # The model method whose ``condition`` parameter decides whether a signature takes a label.
@@ -202,14 +211,14 @@ NOT_CAPABLE = (NotImplementedError, ValueError)
 
 
 def _conditional(model, name: str) -> bool:
-    if name == "sample" and not hasattr(model, "sample_latent"):
+    if name == "sample" and not _has(model, "GENERATE"):
         return False  # sampled without a latent (the RBM's Gibbs chains): unconditional
     if name == "reconstruct":  # only a decoder told the true label (the supervised AAE) needs one
-        return getattr(model, "reconstructs_with_labels", False)
-    if not getattr(model, "generator_takes_labels", True):
+        return _has(model, "LABELLED_RECONSTRUCTION")
+    if _has(model, "CONDITIONAL") and not _has(model, "LABELLED_GENERATOR"):
         return False  # the label only picks a prior component (aae --conditional-prior): served from the marginal
     method = CONDITIONED_METHOD.get(name)
-    return method is not None and hasattr(model, method) and takes_condition(model, method)
+    return method is not None and takes_condition(model, method)
 
 
 def example_inputs(model, signature: Signature, n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -243,8 +252,8 @@ def signatures(model, only: list[str] | None = None) -> list[Signature]:
 
     found: dict[str, Signature] = {}
     skipped: dict[str, str] = {}
-    for name, needs, inputs_of, compute in CAPABILITIES:
-        if not all(hasattr(model, method) for method in needs):
+    for name, available, inputs_of, compute in CAPABILITIES:
+        if not available(model):
             continue
         try:
             signature = Signature(name, dict(inputs_of(model)))
@@ -351,7 +360,7 @@ def _tf_sample(model, seed, condition):
                 return fn()[0]
         return one
 
-    if hasattr(model, "sample_latent"):
+    if _has(model, "GENERATE"):
         latent = tf.map_fn(draw(lambda: model.sample_latent(1)), seed, fn_output_signature=tf.float32)
         return {"images": to_unit(model, model.generate(latent, condition)), "latent": latent}
     return {"images": to_unit(model, tf.map_fn(draw(lambda: model.sample(1)), seed, fn_output_signature=tf.float32))}

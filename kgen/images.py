@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kgen.runs import atomic_write
+from kgen.files import atomic_write
 
 
 def to_display(images, data_range: str) -> np.ndarray | None:

@@ -10,92 +10,28 @@
 
 Every file is written to a temporary name and renamed into place, so a run
 killed at any moment (kill -9 included) keeps its last complete checkpoint.
+A run is found (``Run.open``, ``latest_run``, ``classifier_for``) and its model
+loaded (``load_model``) here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
-import tempfile
 import time
-import zipfile
 from pathlib import Path
-from typing import Any
+
+import keras
+
+import kgen.models  # noqa: F401 - registers every model class, so load_model can deserialize any run
+from kgen.files import FileError, archive_problem, atomic_write, checksum_path, checksum_problem, read_json, \
+    sha256_of, write_checksum, write_json
 
 CHECKPOINTS_KEPT = 2
 
 
-class RunError(ValueError):
+class RunError(FileError):
     """A run directory is missing, corrupt or would be overwritten; the message is for the user."""
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, then rename tmp_path to ``path`` (atomic on one file system)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix="".join(path.suffixes) or ".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def checksum_path(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def write_checksum(path: Path, digest: str) -> None:
-    """``path``'s sidecar in sha256sum's format ("<hex>  <name>"), so `sha256sum -c` checks it too."""
-    atomic_write(checksum_path(path), lambda tmp: tmp.write_text(f"{digest}  {Path(path).name}\n"))
-
-
-def checksum_problem(path: Path) -> str | None:
-    """Why ``path`` does not match its recorded checksum, or None when it does."""
-    try:
-        recorded = checksum_path(path).read_text().split()[0]
-    except (OSError, IndexError):
-        return "no recorded checksum"
-    try:
-        actual = sha256_of(path)
-    except OSError as exc:
-        return f"unreadable: {exc.strerror or exc}"
-    return None if actual == recorded else "checksum mismatch"
-
-
-def archive_problem(path: Path) -> str | None:
-    """Why the .keras archive ``path`` is damaged (a zip whose members fail their CRC-32, or not a
-    zip at all), or None when every member reads back intact."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        return str(exc) or type(exc).__name__
-    return None if bad is None else f"member {bad} fails its CRC-32 check"
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise RunError(f"{path} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunError(f"{path} is corrupt ({exc})") from None
 
 
 def slug(text: str) -> str:
@@ -183,7 +119,7 @@ class Run:
         is intact. A corrupt latest.json falls back to the newest intact checkpoint on disk."""
         try:
             committed = self.committed_epoch()
-        except RunError as exc:
+        except FileError as exc:
             committed = None if not self.checkpoints() else max(e for e, _ in self.checkpoints())
             if report is not None and committed is not None:
                 report(f"{exc}; using the checkpoints on disk")
@@ -245,8 +181,43 @@ def latest_run(model: str, dataset: str | None = None, root: str | Path = "runs"
         run = Run(config_path.parent)
         try:
             config = run.config()
-        except RunError:
+        except FileError:
             continue
         if config.get("model") == model and run.model_path.is_file() and dataset in (None, config.get("dataset")):
             found.append((run.model_path.stat().st_mtime, run))
     return max(found, key=lambda item: item[0])[1] if found else None
+
+
+def load_model(run: "Run | str | Path") -> keras.Model:
+    """The model of a run (after its last completed epoch), under the current backend."""
+    run = run if isinstance(run, Run) else Run.open(run)
+    if not run.model_path.is_file():
+        raise RunError(f"{run.path} has no model.keras yet (no epoch completed)")
+    problem = archive_problem(run.model_path)
+    if problem is not None:
+        raise RunError(f"{run.model_path} is corrupt ({problem}); `kgen train --resume {run.path}` rewrites it "
+                       "from the last intact checkpoint")
+    try:
+        return keras.models.load_model(run.model_path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - a broken archive is a user-facing error
+        raise RunError(f"{run.model_path} cannot be loaded ({type(exc).__name__}: {exc})") from None
+
+
+def find_classifier(run: Run, classifier: str | Path | None) -> Run:
+    """The classifier run to judge ``run``'s samples with: the one given, else the newest
+    ``classifier`` run on the same dataset in the same runs folder."""
+    return classifier_for(run.config()["dataset"], run.path.parent, classifier)
+
+
+def classifier_for(dataset: str, root: str | Path, classifier: str | Path | None = None) -> Run:
+    """The classifier run ``classifier`` (checked to be one), else the newest on ``dataset`` under ``root``."""
+    if classifier is not None:
+        found = Run.open(classifier)
+        if found.config()["model"] != "classifier":
+            raise RunError(f"--classifier {classifier} is a '{found.config()['model']}' run, not a classifier")
+        return found
+    found = latest_run("classifier", dataset, root)
+    if found is None:
+        raise RunError(f"no classifier run on '{dataset}' in {root}; train one with "
+                       f"`kgen train classifier --dataset {dataset}` or pass --classifier RUN")
+    return found

@@ -1,7 +1,7 @@
-"""Drawing from trained generators: batches of samples, latent interpolations, as numpy.
+"""Drawing from trained generators: batches of samples, latent interpolations, style grids, as numpy.
 
-A generator is any model with ``sample(n, seed, labels)``; interpolation also needs
-``sample_latent(n, seed)`` and ``generate(latent, condition)`` (every GAN, the VAE).
+A generator is a model with ``Ability.SAMPLE``; interpolation also needs ``Ability.GENERATE`` (a
+latent space: every GAN, the VAE, the AAE), the style grid ``Ability.LABELLED_GENERATOR``.
 """
 
 from __future__ import annotations
@@ -9,14 +9,12 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
+from kgen import images
+from kgen.models import Ability, can
 
-def can_sample(model) -> bool:
-    return hasattr(model, "sample")
-
-
-def is_conditional(model) -> bool:
-    """Does the model draw samples for given labels (``model.num_classes`` of them)?"""
-    return hasattr(model, "condition_of_labels") and getattr(model, "num_classes", None) is not None
+# The grids a generator offers (``generator_grids``): TensorBoard and samples/ show every one the
+# model has; `kgen sample` draws one (--interpolate, --style-grid, --traverse; samples by default).
+GRID_KINDS = ("samples", "interpolation", "style_grid", "traversal")
 
 
 def default_labels(model, n: int) -> np.ndarray:
@@ -24,27 +22,11 @@ def default_labels(model, n: int) -> np.ndarray:
     return np.arange(n) % model.num_classes
 
 
-def label_array(n: int, labels, num_classes: int) -> np.ndarray:
-    """n int32 labels from ``labels`` (an int for all, one per sample, or None for 0, 1, ..., C-1, 0, ...),
-    checked to lie in 0..C-1."""
-    labels = np.arange(n) % num_classes if labels is None else labels
-    labels = np.broadcast_to(np.asarray(labels, dtype="int64"), (n,))
-    bad = labels[(labels < 0) | (labels >= num_classes)]
-    if bad.size:
-        raise ValueError(f"--label must be in 0..{num_classes - 1}, got {int(bad[0])}")
-    return labels.astype("int32")
-
-
-def one_hot_labels(n: int, labels, num_classes: int):
-    """``label_array`` as one-hot rows (the condition a conditional generator takes)."""
-    return ops.one_hot(ops.convert_to_tensor(label_array(n, labels, num_classes)), num_classes)
-
-
 def sample_batches(model, n: int, seed: int = 0, labels=None, batch_size: int = 500) -> np.ndarray:
     """n samples in the model's data range; batch i uses seed + i (reproducible for a given batch size).
 
     Conditional models draw for ``labels`` (an int or one per sample), by default ``default_labels``."""
-    if labels is None and is_conditional(model):
+    if labels is None and can(model, Ability.CONDITIONAL):
         labels = default_labels(model, n)
     if labels is not None:
         labels = np.broadcast_to(np.asarray(labels), (n,))
@@ -59,8 +41,7 @@ def sample_batches(model, n: int, seed: int = 0, labels=None, batch_size: int = 
 def style_grid(model, rows: int = 8, seed: int = 0) -> np.ndarray:
     """rows x C images: each row one latent draw (a "style"), each column a class, for models whose
     generator takes the label (Makhzani et al., Figure 7: content and style disentangled)."""
-    if not (is_conditional(model) and getattr(model, "generator_takes_labels", True)
-            and hasattr(model, "sample_latent") and hasattr(model, "generate")):
+    if not can(model, Ability.CONDITIONAL, Ability.LABELLED_GENERATOR, Ability.GENERATE):
         raise ValueError(f"model '{model.model_name}' does not generate from a label and a style code "
                          "(the style grid is for aae --mode supervised|semi-supervised|clustering and cgan)")
     classes = model.num_classes
@@ -89,13 +70,13 @@ def interpolation_grid(model, rows: int = 8, steps: int = 10, seed: int = 0, lab
 
     Conditional models keep one label per row (``labels``: an int or one per row; default 0, 1, ...).
     """
-    if not hasattr(model, "sample_latent") or not hasattr(model, "generate"):
+    if not can(model, Ability.GENERATE):
         raise ValueError(f"model '{model.model_name}' has no latent space to interpolate")
     z0 = ops.convert_to_numpy(model.sample_latent(rows, seed=seed))
     z1 = ops.convert_to_numpy(model.sample_latent(rows, seed=seed + 1))
     path = slerp(z0, z1, np.linspace(0.0, 1.0, steps)).reshape(rows * steps, -1)
     condition = None
-    if is_conditional(model):
+    if can(model, Ability.CONDITIONAL):
         row_labels = np.arange(rows) % model.num_classes if labels is None else np.broadcast_to(labels, (rows,))
         condition = model.condition_of_labels(rows * steps, np.repeat(row_labels, steps))
     elif labels is not None:
@@ -103,5 +84,38 @@ def interpolation_grid(model, rows: int = 8, steps: int = 10, seed: int = 0, lab
     return ops.convert_to_numpy(model.generate(path, condition))
 
 
-__all__ = ["can_sample", "default_labels", "interpolation_grid", "is_conditional", "label_array", "one_hot_labels",
-           "sample_batches", "slerp", "style_grid"]
+def generator_grids(model, n: int = 64, seed: int = 0, label: int | None = None,
+                    kinds: tuple[str, ...] = GRID_KINDS) -> dict[str, tuple[np.ndarray, int | None]]:
+    """The ``kinds`` of grid ``model`` can draw, by name: (images in the model's range, columns).
+
+    - ``samples``: n draws (of class ``label``; else one column per class for conditional models);
+    - ``interpolation``: 8 latent walks of 10 steps (models with a latent space);
+    - ``style_grid``: n // C rows of one style across the C classes (the generator takes the label);
+    - ``traversal_<code>``: InfoGAN's code traversals.
+    """
+    out: dict[str, tuple[np.ndarray, int | None]] = {}
+    conditional = can(model, Ability.CONDITIONAL)
+    if "samples" in kinds:
+        columns = model.num_classes if conditional and label is None else None
+        count = columns * max(1, n // columns) if columns else n
+        out["samples"] = (sample_batches(model, count, seed, label), columns)
+    if "interpolation" in kinds and can(model, Ability.GENERATE):
+        out["interpolation"] = (interpolation_grid(model, seed=seed, labels=label), 10)
+    if "style_grid" in kinds and can(model, Ability.CONDITIONAL, Ability.LABELLED_GENERATOR, Ability.GENERATE):
+        out["style_grid"] = (style_grid(model, rows=max(1, n // model.num_classes), seed=seed), model.num_classes)
+    if "traversal" in kinds and can(model, Ability.TRAVERSE):
+        out.update({f"traversal_{name}": grid for name, grid in model.traversal_grids(seed).items()})
+    return out
+
+
+def pictures(grids: dict[str, tuple[np.ndarray, int | None]], data_range: str) -> dict[str, np.ndarray]:
+    """Each grid as one tiled [0, 1] image (grids whose entries are not images are left out)."""
+    out = {}
+    for name, (batch, columns) in grids.items():
+        shown = images.to_display(ops.convert_to_numpy(batch), data_range)
+        if shown is not None:
+            out[name] = images.grid(shown, columns=columns)
+    return out
+
+
+__all__ = ["GRID_KINDS", "generator_grids", "pictures", "default_labels", "interpolation_grid", "sample_batches", "slerp", "style_grid"]

@@ -6,8 +6,8 @@ import math
 import shutil
 import sys
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -16,8 +16,12 @@ import kgen
 from kgen import callbacks as kgen_callbacks
 from kgen import data as kgen_data
 from kgen.config import LR_SCHEDULES, RUN_RECORD_KEYS, TrainConfig  # noqa: F401 - TrainConfig is part of this API
+from kgen.data import dataset_arrays
+from kgen.files import archive_problem, atomic_write
+from kgen.metrics import rescale
+from kgen.metrics.report import check_compatible
 from kgen.models import get_model_class
-from kgen.runs import Run, RunError, archive_problem, atomic_write, create_run_dir
+from kgen.runs import Run, create_run_dir, find_classifier, load_model
 
 # jit_compile per backend when the user does not choose (see benchmarks/train_throughput.py).
 DEFAULT_JIT = {"tensorflow": False, "jax": True, "torch": False}
@@ -64,11 +68,14 @@ class TrainingDiverged(RuntimeError):
 
 def build_model(config: TrainConfig, input_shape, data_range: str, num_train: int | None = None,
                 num_classes: int | None = None):
-    """The model of a run, compiled; ``num_classes`` (the dataset's) fills a model's --num-classes when not given."""
+    """The model of a run, compiled; the dataset's facts (``num_train``, ``num_classes``) fill the options
+    that declare them (``Option.from_data``) when the user did not give them."""
     cls = get_model_class(config.model)
     options = dict(config.model_options)
-    if any(o.name == "num_classes" for o in cls.options) and options.get("num_classes") is None:
-        options["num_classes"] = num_classes
+    facts = {"num_train": num_train, "num_classes": num_classes}
+    for option in cls.options:
+        if option.from_data is not None and options.get(option.name) is None:
+            options[option.name] = facts[option.from_data]
     model = cls(tuple(input_shape), seed=config.seed, data_range=data_range, **options)
     model.compile(learning_rate=learning_rate(config, num_train), **compile_options(
         config.jit, config.steps_per_execution, (config.steps_per_epoch, config.validation_steps)))
@@ -89,7 +96,7 @@ def grid_arrays(data, data_range: str, n: int = 1000) -> tuple:
 
 
 def pipelines(config: TrainConfig, data, data_range: str,
-              initial_epoch: int = 0) -> tuple[kgen_data.TrainingBatches, "tf.data.Dataset | None"]:
+              initial_epoch: int = 0) -> tuple[kgen_data.TrainingBatches, Any]:
     """The training batches from ``initial_epoch`` on, a function of (seed, epoch, step) alone
     (``kgen.data.training_batches``), and the test batches (None without a test split)."""
     train = kgen_data.training_batches(
@@ -157,7 +164,7 @@ def train(
     data, data_range = load_data(config)
     model = build_model(config, data.shape, data_range, data.num_train, data.num_classes)
     labelled = None
-    if resume is None and getattr(model, "labelled_examples", None):
+    if resume is None and model.labelled_examples:
         # The semi-supervised model's labelled examples, balanced per class with the run's seed;
         # kept in the model (so resume and model.keras have them) and their indices in the run.
         labelled = kgen_data.labelled_subset(data.train, model.labelled_examples, data.num_classes, data_range,
@@ -249,8 +256,6 @@ def sample_quality_callbacks(config: TrainConfig, run: Run, model, data) -> list
     """With --eval-every N: the callback logging FID/KID/classifier score every N epochs."""
     if not config.eval_every:
         return []
-    from kgen.evaluate import find_classifier
-
     classifier_run = find_classifier(run, config.classifier)
     print(f"[kgen] FID every {config.eval_every} epochs, judged by {classifier_run.path}", file=sys.stderr)
     return [sample_quality_callback(classifier_run, model, data, config.eval_every, config.seed)]
@@ -260,30 +265,9 @@ def sample_quality_callback(classifier_run: Run, model, data, every: int = 1, se
                             n: int = EVAL_SAMPLES) -> kgen_callbacks.SampleQuality:
     """The callback adding FID/KID/classifier score of ``n`` samples of ``model`` to the logs every
     ``every`` epochs, judged by ``classifier_run`` against ``n`` held-out images of ``data``."""
-    from kgen.evaluate import dataset_arrays
-    from kgen.metrics import rescale
-    from kgen.metrics.report import check_compatible
-
     judge = load_model(classifier_run)
     check_compatible(model, judge)
     data_range = model.hparams["data_range"]
     real, _ = dataset_arrays(data, "test" if data.test is not None else "train", data_range, n)
     real = rescale(real, data_range, judge.hparams["data_range"])
     return kgen_callbacks.SampleQuality(judge, real, every, n=n, seed=seed)
-
-
-def load_model(run: "Run | str | Path") -> keras.Model:
-    """The model of a run (after its last completed epoch), under the current backend."""
-    import kgen.models  # noqa: F401 - registers the classes for deserialisation
-
-    run = run if isinstance(run, Run) else Run.open(run)
-    if not run.model_path.is_file():
-        raise RunError(f"{run.path} has no model.keras yet (no epoch completed)")
-    problem = archive_problem(run.model_path)
-    if problem is not None:
-        raise RunError(f"{run.model_path} is corrupt ({problem}); `kgen train --resume {run.path}` rewrites it "
-                       "from the last intact checkpoint")
-    try:
-        return keras.models.load_model(run.model_path, compile=False)
-    except Exception as exc:  # noqa: BLE001 - a broken archive is a user-facing error
-        raise RunError(f"{run.model_path} cannot be loaded ({type(exc).__name__}: {exc})") from None

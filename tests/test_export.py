@@ -17,9 +17,8 @@ from PIL import Image
 
 from conftest import BACKEND, invoke, run_kgen
 from kgen import export as kgen_export
-from kgen import sampling
-from kgen.runs import Run
-from kgen.train import load_model
+from kgen.models import Ability, can
+from kgen.runs import Run, load_model
 
 
 # family -> (model, options of a tiny network, its signatures with serving_default first).
@@ -113,7 +112,7 @@ def test_signatures_names_shapes_and_dtypes(exported, runs, family):
             assert info.dtype == dtype.as_datatype_enum, (name, key)
             if key in ("images", "reconstruction"):
                 assert shape_of(info) == image, (name, key)
-    conditional = {"label"} if sampling.is_conditional(model) else set()
+    conditional = {"label"} if can(model, Ability.CONDITIONAL) else set()
     if "encode" in defs:
         assert set(defs["encode"].outputs) == set(getattr(model, "encode_output_names", ["code"]))
         code = shape_of(next(iter(defs["encode"].outputs.values())))
@@ -197,7 +196,7 @@ def test_sample_is_deterministic_per_seed(exported, runs, family):
     loaded = tf.saved_model.load(str(exported.path(family)))
     model = load_model(runs[family])
     sample = loaded.signatures["sample"]
-    labels = {"label": tf.constant([3, 1, 4, 1, 5, 9, 2], tf.int64)} if sampling.is_conditional(model) else {}
+    labels = {"label": tf.constant([3, 1, 4, 1, 5, 9, 2], tf.int64)} if can(model, Ability.CONDITIONAL) else {}
     seeds = tf.constant([11, 12, 13, 14, 15, 16, 17], tf.int64)
     first, again = sample(seed=seeds, **labels), sample(seed=seeds, **labels)
     np.testing.assert_array_equal(first["images"].numpy(), again["images"].numpy())

@@ -21,8 +21,8 @@ from PIL import Image
 
 from conftest import BACKEND, digit_like_images, invoke, run_kgen
 from kgen.callbacks import nonfinite_variables
-from kgen.runs import Run
-from kgen.train import TrainConfig, TrainingDiverged, load_model, train
+from kgen.runs import Run, load_model
+from kgen.train import TrainConfig, TrainingDiverged, train
 
 
 def one_line(result, code: int = 2) -> str:

@@ -230,7 +230,7 @@ def test_a_search_whose_trials_keep_failing_stops_with_one_line(idx_folder, tmp_
 def test_the_error_rate_objective_is_the_held_out_classification_error(classifier_run):
     from kgen import evaluate
     from kgen.runs import Run
-    from kgen.train import load_model
+    from kgen.runs import load_model
     from kgen.tuning.objectives import HeldOutErrorRate
 
     model = load_model(classifier_run)

@@ -36,7 +36,8 @@ from kgen.data.sources import (
     tfds_online,
 )
 
-__all__ = ["SHUFFLE_BUFFER", "DataError", "Dataset", "TrainingBatches", "balanced_indices", "data_range_for",
+__all__ = ["SHUFFLE_BUFFER", "SPLITS", "DataError", "Dataset", "TrainingBatches", "balanced_indices", "check_split",
+           "data_range_for", "dataset_arrays",
            "labelled_subset", "load_dataset", "pass_seed", "pipeline", "read_idx", "training_batches"]
 
 COMMON_DATASETS = ("mnist", "fashion_mnist", "kmnist", "emnist", "cifar10", "cifar100", "svhn_cropped", "celeb_a")
@@ -135,6 +136,34 @@ def data_range_for(data: Dataset, preferred: str) -> str:
         return preferred
     low, high = data.value_range
     return preferred if (low >= 0.0 and high <= 1.0) else "real"
+
+
+SPLITS = ("train", "test")
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise DataError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+
+
+def dataset_arrays(loaded, split: str, data_range: str, limit: int | None = None,
+                   name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(x, labels) of a loaded dataset's split scaled to ``data_range``; ``name`` for messages."""
+    check_split(split)
+    name = name or loaded.name
+    source = loaded.train if split == "train" else loaded.test
+    if source is None:
+        raise DataError(f"dataset {name!r} has no {split} split")
+    if limit is not None:
+        source = source.take(limit)
+    xs, ys = [], []
+    for x, y in pipeline(source, 256, data_range, loaded.dtype):
+        xs.append(x.numpy())
+        ys.append(y.numpy())
+    if not xs:
+        raise DataError(f"the {split} split of {name!r} is empty")
+    return np.concatenate(xs), np.concatenate(ys)
+
 
 
 def balanced_indices(labels: np.ndarray, n: int, num_classes: int, seed: int = 0) -> np.ndarray:

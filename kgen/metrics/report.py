@@ -7,7 +7,9 @@ import numpy as np
 
 from kgen import sampling
 from kgen.metrics.generative import classifier_score, fid, kid, mode_coverage
+from kgen.models import Ability, can
 from kgen.models.base import DATA_BOUNDS
+from kgen.outputs import batched
 
 
 def rescale(x: np.ndarray, from_range: str, to_range: str) -> np.ndarray:
@@ -23,8 +25,6 @@ def rescale(x: np.ndarray, from_range: str, to_range: str) -> np.ndarray:
 
 def classifier_outputs(classifier, x: np.ndarray, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """(penultimate features, class probabilities) of x, already in the classifier's range."""
-    from kgen.evaluate import batched
-
     features = batched(lambda b: classifier.features(b), x, batch_size)
     probabilities = batched(lambda b: classifier.predict_proba(b), x, batch_size)
     return features.astype(np.float64), probabilities.astype(np.float64)
@@ -58,7 +58,7 @@ def sample_quality(generator, classifier, real_features: np.ndarray, n: int = 10
         "mode_kl": mode_kl,
         "samples": float(n),
     }
-    if sampling.is_conditional(generator):
+    if can(generator, Ability.CONDITIONAL):
         report["label_accuracy"] = float(np.mean(predicted == sampling.default_labels(generator, n)))
     return report
 

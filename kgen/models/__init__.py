@@ -1,31 +1,16 @@
-"""Model registry: ``kgen train NAME`` looks names up here."""
+"""The models: every module here declares one family and registers its classes (``@register``);
+importing the package finds them all, so a new model is one file (``kgen.models.contract``).
+
+``MODELS`` maps names (`kgen train NAME`) to classes in family order; ``kgen.models.VAE`` and the
+like resolve any registered class by its class name.
+"""
 
 from __future__ import annotations
 
-from kgen.models.aae import AAE
-from kgen.models.ae import AE
-from kgen.models.base import Option, Phase, PhasedModel
-from kgen.models.cgan import CGAN
-from kgen.models.classifier import Classifier
-from kgen.models.contractive_ae import ContractiveAE
-from kgen.models.denoising_ae import DenoisingAE
-from kgen.models.gan import DCGAN, GAN
-from kgen.models.infogan import InfoGAN
-from kgen.models.linear_ae import LinearAE
-from kgen.models.rbm import RBM
-from kgen.models.sparse_ae import SparseAE
-from kgen.models.stacked_ae import StackedAE
-from kgen.models.vae import VAE
-from kgen.models.wgan import WGAN, WGANGP
+from kgen.models.base import Option, Phase, PhasedModel, Rule
+from kgen.models.contract import Ability, abilities, can, discover, register
 
-MODELS: dict[str, type[PhasedModel]] = {
-    cls.model_name: cls for cls in (AE, VAE, StackedAE, SparseAE, DenoisingAE, ContractiveAE, LinearAE, RBM,
-                                    GAN, DCGAN, CGAN, InfoGAN, WGAN, WGANGP, AAE, Classifier)
-}
-
-__all__ = ["AAE", "AE", "CGAN", "DCGAN", "GAN", "MODELS", "WGAN", "WGANGP", "Classifier", "ContractiveAE", "DenoisingAE",
-           "InfoGAN", "LinearAE", "Option", "Phase", "PhasedModel", "RBM", "SparseAE", "StackedAE", "VAE",
-           "get_model_class"]
+MODELS: dict[str, type[PhasedModel]] = discover()
 
 
 def get_model_class(name: str) -> type[PhasedModel]:
@@ -33,3 +18,15 @@ def get_model_class(name: str) -> type[PhasedModel]:
         return MODELS[name]
     except KeyError:
         raise ValueError(f"unknown model '{name}'; choose one of: {', '.join(MODELS)}") from None
+
+
+def __getattr__(name: str) -> type[PhasedModel]:
+    """``kgen.models.AE``: a registered model class by its class name."""
+    for cls in MODELS.values():
+        if cls.__name__ == name:
+            return cls
+    raise AttributeError(f"module 'kgen.models' has no attribute {name!r}")
+
+
+__all__ = ["MODELS", "Ability", "Option", "Phase", "PhasedModel", "Rule", "abilities", "can", "get_model_class",
+           "register"]

@@ -36,9 +36,11 @@ import math
 import keras
 from keras import ops
 
-from kgen import sampling
 from kgen.models import losses, priors
 from kgen.models.ae import AE
+from kgen.models import conditions
+from kgen.models.contract import Ability, register
+from kgen.space import AE_WIDTH, Choice, log_range
 from kgen.models.base import Option, Phase, Rule, batch_inputs
 from kgen.nets import gan as gan_nets
 
@@ -47,11 +49,14 @@ MODES = ("unsupervised", "supervised", "semi-supervised", "clustering")
 CATEGORICAL_MODES = ("semi-supervised", "clustering")
 
 
-@keras.saving.register_keras_serializable(package="kgen")
+@register
 class AAE(AE):
     model_name = "aae"
     description = ("adversarial autoencoder: a discriminator pushes the codes to a prior; "
                    "--mode unsupervised|supervised|semi-supervised|clustering")
+    family = "aae"
+    abilities = frozenset({Ability.RECONSTRUCT, Ability.ENCODE, Ability.DECODE, Ability.GENERATE, Ability.SAMPLE, Ability.CONDITIONAL, Ability.LABELLED_GENERATOR, Ability.LABELLED_RECONSTRUCTION, Ability.CLASSIFY, Ability.CLUSTER, Ability.CODE_PRIOR})
+    search_space = {"hidden": AE_WIDTH, "disc_width": Choice(128, 256, 512), "adversarial_weight": log_range(0.1, 10.0)}
     options = (
         Option("mode", str, "unsupervised", "what the labels do (see the README)", choices=MODES),
         Option("prior", str, "gaussian", "p(z) of the (style) code", choices=priors.PRIORS),
@@ -61,7 +66,8 @@ class AAE(AE):
         Option("disc_width", int, 256, "discriminators: Dense(2w) -> Dense(w) -> logit, LeakyReLU(0.2)", minimum=1),
         Option("adversarial_weight", float, 1.0, "weight of the encoder's adversarial (prior-matching) loss",
                minimum=0.0),
-        Option("num_classes", int, None, "number of classes (default: the dataset's)", minimum=2),
+        Option("num_classes", int, None, "number of classes (default: the dataset's)", minimum=2,
+               from_data="num_classes"),
         Option("labels", str, "100", "semi-supervised: labelled training examples, balanced per class: N or 'all'",
                form="count_or_all"),
         Option("clusters", int, 16, "clustering: number of clusters (categories of y)", minimum=2),
@@ -138,20 +144,25 @@ class AAE(AE):
             return self.label_count
         return None
 
+    def active_abilities(self) -> frozenset[Ability]:
+        """What the mode makes of the AAE: every mode reconstructs, encodes, decodes, samples and
+        pushes its codes to a prior; the label modes decode from a label code (a style grid
+        separates style from class), the supervised decoder needs the true label to reconstruct,
+        the semi-supervised head classifies and the clustering head clusters."""
+        mode = self.hparams["mode"]
+        common = {Ability.RECONSTRUCT, Ability.ENCODE, Ability.DECODE, Ability.GENERATE, Ability.SAMPLE,
+                  Ability.CODE_PRIOR}
+        if self.num_classes is not None:
+            common.add(Ability.CONDITIONAL)
+        if mode != "unsupervised":
+            common.add(Ability.LABELLED_GENERATOR)
+        common.add({"supervised": Ability.LABELLED_RECONSTRUCTION, "semi-supervised": Ability.CLASSIFY,
+                    "clustering": Ability.CLUSTER}.get(mode, Ability.RECONSTRUCT))
+        return frozenset(common)
+
     @property
     def generator_takes_labels(self) -> bool:
-        """Does the decoder take a label code (so a style grid separates style from class)?"""
-        return self.hparams["mode"] != "unsupervised"
-
-    @property
-    def reconstructs_with_labels(self) -> bool:
-        """The supervised decoder needs the true label to reconstruct."""
-        return self.hparams["mode"] == "supervised"
-
-    @property
-    def categorical_head(self) -> str | None:
-        """What ``predict_proba`` predicts: "classes" (semi-supervised), "clusters", or None."""
-        return {"semi-supervised": "classes", "clustering": "clusters"}.get(self.hparams["mode"])
+        return Ability.LABELLED_GENERATOR in self.active_abilities()
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -267,7 +278,7 @@ class AAE(AE):
                 raise ValueError("aae --mode unsupervised draws without labels; --label needs --conditional-prior "
                                  "or another --mode")
             return None
-        return sampling.one_hot_labels(n, labels, self.num_classes)
+        return conditions.one_hot_labels(n, labels, self.num_classes)
 
     def generate(self, latent, condition=None, training: bool = False):
         """Decoded images at given codes; ``condition`` (one-hot) for the modes whose decoder takes a label."""

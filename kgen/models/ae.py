@@ -25,15 +25,20 @@ from keras import ops
 
 from kgen import nets
 from kgen.models import losses
+from kgen.models.contract import Ability, register
+from kgen.space import AE_WIDTH, Choice
 from kgen.models.base import DATA_RANGES, Option, Phase, PhasedModel, batch_inputs
 
 CODE_ACTIVATIONS = ("linear", "sigmoid", "relu", "tanh")
 
 
-@keras.saving.register_keras_serializable(package="kgen")
+@register
 class AE(PhasedModel):
     model_name = "ae"
     description = "autoencoder (dense, conv or shallow), reconstruction loss chosen by the data"
+    family = "autoencoder"
+    abilities = frozenset({Ability.RECONSTRUCT, Ability.ENCODE, Ability.DECODE})
+    search_space = {"latent_dim": Choice(8, 16, 32, 64), "hidden": AE_WIDTH}
     options = (
         Option("latent_dim", int, 32, "size of the code h", minimum=1),
         Option("arch", str, "dense", "network type", choices=nets.ARCHS),

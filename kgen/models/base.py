@@ -15,6 +15,7 @@ import keras
 from kgen.backend import PhasedTrainer
 from kgen.backend.common import Phase, PhaseOptimizers
 from kgen.catalog import Option, Rule, parse_options
+from kgen.models.contract import Ability
 
 __all__ = ["DATA_BOUNDS", "DATA_RANGES", "Option", "Phase", "PhasedModel", "Rule", "batch_inputs"]
 
@@ -31,17 +32,30 @@ def batch_inputs(data):
 class PhasedModel(PhasedTrainer):
     """Base of every kgen model.
 
-    Subclasses set ``model_name``, ``description``, ``options`` (their
-    hyperparameters) and ``rules`` (constraints between options, checked with
-    them: see ``kgen.catalog``), ``metric_names`` (what the phases log; ``loss``
-    first) and ``data_range`` (the input scaling they want: ``unit`` = [0, 1],
-    ``symmetric`` = [-1, 1]), and implement ``training_phases()``.
+    A model file subclasses it, decorates the class with ``@register`` and declares the model's
+    contract (``kgen.models.contract``): ``model_name``, ``description``, ``family``, ``abilities``
+    (what it can do), ``options`` (its hyperparameters) and ``rules`` (constraints between options,
+    checked with them: ``kgen.catalog``), ``search_space`` and ``tuning_objective`` (`kgen tune`'s
+    defaults), ``metric_names`` (what the phases log; ``loss`` first) and ``data_range`` (the input
+    scaling it wants: ``unit`` = [0, 1], ``symmetric`` = [-1, 1]); and implements ``training_phases()``.
     """
 
     model_name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    family: ClassVar[str] = "autoencoder"
+    abilities: ClassVar[frozenset[Ability]] = frozenset()
     options: ClassVar[tuple[Option, ...]] = ()
     rules: ClassVar[tuple[Rule, ...]] = ()
+    # {option or "learning_rate": kgen.space Range/Choice/Fixed/ByArch}; the learning rate is always
+    # searched a decade either side of default_learning_rate unless listed here.
+    search_space: ClassVar[dict] = {}
+    # What `kgen tune` optimises without --objective (None: val_loss, or fid for a model without a loss).
+    tuning_objective: ClassVar[str | None] = None
+    # Names of the tuple encode() returns, when it returns several (the VAE: mean, log_var).
+    encode_output_names: ClassVar[tuple[str, ...]] = ()
+    # Training examples the model keeps with their labels (the semi-supervised AAE): `kgen train`
+    # picks them, balanced per class, and hands them over with ``set_labelled`` (None: no such subset).
+    labelled_examples: int | None = None
     data_range: ClassVar[str] = "unit"
     # The rate `kgen train` uses when --learning-rate is not given (GANs want smaller ones).
     default_learning_rate: ClassVar[float] = 1e-3
@@ -56,6 +70,21 @@ class PhasedModel(PhasedTrainer):
         self.hparams = parse_options(self.options, self.rules, kwargs, self.model_name)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self._init_trackers()
+
+    # -- the contract ---------------------------------------------------------
+    def active_abilities(self) -> frozenset[Ability]:
+        """What this instance can do; models whose options change it (the AAE's modes) narrow it."""
+        return frozenset(self.abilities)
+
+    def default_objective(self) -> str:
+        """What `kgen tune` optimises for this (built) model without --objective."""
+        if self.tuning_objective is not None:
+            return self.tuning_objective
+        return "val_loss" if "loss" in self.metric_names else "fid"
+
+    def set_labelled(self, images, labels) -> None:
+        """Keep ``labelled_examples`` labelled training examples (models that declare some)."""
+        raise NotImplementedError(f"model '{self.model_name}' keeps no labelled examples")
 
     # -- training -----------------------------------------------------------
     def training_phases(self) -> list[Phase]:

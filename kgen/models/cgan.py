@@ -12,22 +12,24 @@ from __future__ import annotations
 
 import math
 
-import keras
 from keras import ops
 
-from kgen import sampling
+from kgen.models import conditions
+from kgen.models.contract import Ability, register
 from kgen.models.base import Option
 from kgen.models.gan import GAN, gan_options
 
 
-@keras.saving.register_keras_serializable(package="kgen")
+@register
 class CGAN(GAN):
     model_name = "cgan"
     description = "conditional GAN: one-hot label appended to G's noise and to D's input; sample --label c"
+    abilities = frozenset({Ability.GENERATE, Ability.SAMPLE, Ability.CONDITIONAL, Ability.LABELLED_GENERATOR})
     options = (
         *gan_options(100, "conv"),
         *(o for o in GAN.options if o.name == "g_loss"),
-        Option("num_classes", int, None, "number of classes (default: the dataset's)", minimum=2),
+        Option("num_classes", int, None, "number of classes (default: the dataset's)", minimum=2,
+               from_data="num_classes"),
     )
 
     @property
@@ -61,4 +63,4 @@ class CGAN(GAN):
 
     def condition_of_labels(self, n: int, labels):
         """One-hot labels for n samples: ``labels`` an int (all the same), a sequence, or None (0, 1, ..., C-1, 0, ...)."""
-        return sampling.one_hot_labels(n, labels, self.num_classes)
+        return conditions.one_hot_labels(n, labels, self.num_classes)

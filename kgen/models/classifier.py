@@ -15,17 +15,24 @@ import keras
 from keras import layers, ops
 
 from kgen.models import losses
+from kgen.models.contract import Ability, register
+from kgen.space import Choice
 from kgen.models.base import DATA_RANGES, Option, Phase, PhasedModel, batch_inputs
 
 
-@keras.saving.register_keras_serializable(package="kgen")
+@register
 class Classifier(PhasedModel):
     model_name = "classifier"
     description = "conv classifier: the feature space of FID/KID and the classifier score in `kgen evaluate`"
+    family = "classifier"
+    abilities = frozenset({Ability.CLASSIFY, Ability.FEATURES})
+    search_space = {"width": Choice(64, 128, 256)}
+    tuning_objective = "val_accuracy"
     options = (
         Option("arch", str, "conv", "network type", choices=("conv", "dense")),
         Option("width", int, 128, "width of the feature layer", minimum=2),
-        Option("num_classes", int, None, "number of classes (default: the dataset's)", minimum=2),
+        Option("num_classes", int, None, "number of classes (default: the dataset's)", minimum=2,
+               from_data="num_classes"),
         Option("data_range", str, "unit", "input scaling, set by the data", choices=DATA_RANGES),
     )
     metric_names = ("loss", "accuracy")

@@ -16,18 +16,21 @@ For a one-layer sigmoid encoder h = sigmoid(W x + b) there is a closed form
 
 from __future__ import annotations
 
-import keras
 from keras import ops
 
 from kgen.backend import batch_jacobian
 from kgen.models.ae import AE, CODE_ACTIVATIONS
+from kgen.models.contract import register
+from kgen.space import Choice, log_range
 from kgen.models.base import Option, Rule
 
 
-@keras.saving.register_keras_serializable(package="kgen")
+@register
 class ContractiveAE(AE):
     model_name = "contractive_ae"
     description = "contractive autoencoder: lambda * ||dh/dx||_F^2, exact for any encoder depth"
+    search_space = {"latent_dim": Choice(32, 64, 128), "weight": log_range(1e-3, 1.0)}
+    tuning_objective = "val_reconstruction_loss"  # the loss adds lambda * penalty: not comparable across lambda
     options = (
         Option("latent_dim", int, 64, "size of the code h", minimum=1),
         Option("arch", str, "shallow", "network type (shallow = one sigmoid layer, as in Rifai et al.)",

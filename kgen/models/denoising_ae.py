@@ -16,15 +16,19 @@ import keras
 from keras import ops
 
 from kgen.models.ae import AE
+from kgen.models.contract import Ability, register
+from kgen.space import Range
 from kgen.models.base import DATA_BOUNDS, Option, Rule
 
 NOISES = ("gaussian", "masking", "salt-pepper")
 
 
-@keras.saving.register_keras_serializable(package="kgen")
+@register
 class DenoisingAE(AE):
     model_name = "denoising_ae"
     description = "denoising autoencoder: Gaussian, masking or salt-and-pepper corruption, clean target"
+    abilities = frozenset({Ability.RECONSTRUCT, Ability.ENCODE, Ability.DECODE, Ability.DENOISE})
+    search_space = {**AE.search_space, "noise_level": Range(0.1, 0.5, step=0.1)}
     options = (
         *(o for o in AE.options if o.name in ("latent_dim", "arch", "hidden", "loss")),
         Option("noise", str, "gaussian", "corruption", choices=NOISES),

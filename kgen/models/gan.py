@@ -31,6 +31,8 @@ import keras
 from keras import ops
 
 from kgen.models import losses
+from kgen.models.contract import Ability, register
+from kgen.space import Choice, GAN_WIDTH, Range
 from kgen.models.base import DATA_RANGES, Option, Phase, PhasedModel, batch_inputs
 from kgen.nets import gan as nets
 
@@ -50,10 +52,13 @@ def gan_options(latent_dim: int, arch: str | None) -> tuple[Option, ...]:
     )
 
 
-@keras.saving.register_keras_serializable(package="kgen")
+@register
 class GAN(PhasedModel):
     model_name = "gan"
     description = "Goodfellow's MLP GAN: k discriminator steps, then a generator step (minimax or non-saturating)"
+    family = "gan"
+    abilities = frozenset({Ability.GENERATE, Ability.SAMPLE})
+    search_space = {"latent_dim": Choice(32, 64, 100, 128), "width": GAN_WIDTH, "d_steps": Range(1, 3)}
     options = (
         *gan_options(100, None),
         Option("g_loss", str, "non-saturating", "generator loss", choices=G_LOSSES),
@@ -197,7 +202,7 @@ class GAN(PhasedModel):
         ]
 
 
-@keras.saving.register_keras_serializable(package="kgen")
+@register
 class DCGAN(GAN):
     model_name = "dcgan"
     description = "DCGAN (Radford et al.): strided convs + batch norm, ReLU/tanh in G, LeakyReLU in D"

@@ -26,15 +26,19 @@ import keras
 import numpy as np
 from keras import ops
 
+from kgen.models.contract import Ability, register
+from kgen.space import log_range
 from kgen.models.base import Option
 from kgen.models.gan import GAN, gan_options
 from kgen.nets import gan as nets
 
 
-@keras.saving.register_keras_serializable(package="kgen")
+@register
 class InfoGAN(GAN):
     model_name = "infogan"
     description = "InfoGAN: categorical + continuous codes recovered by a Q head on D's body (mutual-information term)"
+    abilities = frozenset({Ability.GENERATE, Ability.SAMPLE, Ability.TRAVERSE})
+    search_space = {**GAN.search_space, "info_weight": log_range(0.5, 2.0)}
     options = (
         *gan_options(62, "conv"),
         *(o for o in GAN.options if o.name == "g_loss"),

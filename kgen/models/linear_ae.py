@@ -15,13 +15,17 @@ from keras import ops
 
 from kgen import nets
 from kgen.models.ae import AE
+from kgen.models.contract import Ability, register
+from kgen.space import Choice
 from kgen.models.base import Option
 
 
-@keras.saving.register_keras_serializable(package="kgen")
+@register
 class LinearAE(AE):
     model_name = "linear_ae"
     description = "linear autoencoder with squared error: its decoder spans the top-k PCA subspace"
+    abilities = frozenset({Ability.RECONSTRUCT, Ability.ENCODE, Ability.DECODE, Ability.PRINCIPAL_SUBSPACE})
+    search_space = {"latent_dim": Choice(8, 16, 32)}
     options = (
         Option("latent_dim", int, 16, "k, the number of principal directions", minimum=1),
         *(o for o in AE.options if o.name == "data_range"),

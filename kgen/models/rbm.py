@@ -30,13 +30,19 @@ import keras
 import numpy as np
 from keras import ops
 
+from kgen.models.contract import Ability, register
+from kgen.space import Choice, Range
 from kgen.models.base import Option, Phase, PhasedModel, batch_inputs
 
 
-@keras.saving.register_keras_serializable(package="kgen")
+@register
 class RBM(PhasedModel):
     model_name = "rbm"
     description = "Bernoulli-Bernoulli RBM trained by CD-k or persistent CD; samples by Gibbs chains"
+    family = "rbm"
+    abilities = frozenset({Ability.RECONSTRUCT, Ability.ENCODE, Ability.DECODE, Ability.SAMPLE, Ability.PSEUDO_LIKELIHOOD})
+    search_space = {"hidden": Choice(64, 128, 256, 512), "cd_steps": Range(1, 5)}
+    tuning_objective = "val_pseudo_log_likelihood"  # the CD loss is a free-energy gap, not a fit measure
     options = (
         Option("hidden", int, 256, "number of hidden units", minimum=1),
         Option("cd_steps", int, 1, "k, Gibbs steps per update (CD-k)", minimum=1),

@@ -12,10 +12,11 @@ Two penalties (Goodfellow et al., Deep Learning, section 14.2.1):
 
 from __future__ import annotations
 
-import keras
 from keras import ops
 
 from kgen.models.ae import AE, CODE_ACTIVATIONS
+from kgen.models.contract import register
+from kgen.space import AE_WIDTH, Choice, log_range
 from kgen.models.base import Option, Rule
 
 
@@ -25,10 +26,12 @@ def bernoulli_kl(rho: float, rho_hat):
     return rho * ops.log(rho / rho_hat) + (1.0 - rho) * ops.log((1.0 - rho) / (1.0 - rho_hat))
 
 
-@keras.saving.register_keras_serializable(package="kgen")
+@register
 class SparseAE(AE):
     model_name = "sparse_ae"
     description = "sparse autoencoder: L1 (Laplace prior) or KL-to-target-activation penalty on the code"
+    search_space = {"latent_dim": Choice(64, 128, 256), "hidden": AE_WIDTH, "weight": log_range(1e-3, 1.0)}
+    tuning_objective = "val_reconstruction_loss"  # the loss adds lambda * penalty: not comparable across lambda
     options = (
         Option("latent_dim", int, 64, "size of the code h (may exceed the input: overcomplete)", minimum=1),
         *(o for o in AE.options if o.name in ("arch", "hidden", "loss")),

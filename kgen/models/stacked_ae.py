@@ -22,6 +22,8 @@ from keras import layers, ops
 
 from kgen.models import losses
 from kgen.models.ae import AE
+from kgen.models.contract import register
+from kgen.space import Choice
 from kgen.models.base import Option, Phase, PhasedModel, batch_inputs
 
 ACTIVATIONS = ("relu", "selu", "elu", "sigmoid", "tanh")
@@ -55,10 +57,11 @@ def parse_widths(text: str) -> list[int]:
     return [int(w) for w in text.split(",")]
 
 
-@keras.saving.register_keras_serializable(package="kgen")
+@register
 class StackedAE(AE):
     model_name = "stacked_ae"
     description = "stacked dense autoencoder (784-300-150-300-784), optional tied weights and greedy pretraining"
+    search_space = {"widths": Choice("300,150", "500,250", "256,128,64")}
     options = (
         Option("widths", str, "300,150", "encoder layer widths, the last is the code size", form="positive_int_list"),
         Option("activation", str, "relu", "hidden and code non-linearity", choices=ACTIVATIONS),

@@ -18,13 +18,18 @@ from keras import ops
 
 from kgen.models import losses
 from kgen.models.ae import AE
+from kgen.models.contract import Ability, register
+from kgen.space import AE_WIDTH, Choice, log_range
 from kgen.models.base import Option, batch_inputs
 
 
-@keras.saving.register_keras_serializable(package="kgen")
+@register
 class VAE(AE):
     model_name = "vae"
     description = "variational autoencoder: Gaussian encoder, Bernoulli or Gaussian decoder, beta-weighted KL"
+    abilities = frozenset({Ability.RECONSTRUCT, Ability.ENCODE, Ability.DECODE, Ability.GENERATE, Ability.SAMPLE})
+    search_space = {"latent_dim": Choice(2, 8, 16, 32), "hidden": AE_WIDTH, "beta": log_range(0.25, 4.0)}
+    tuning_objective = "val_negative_elbo"  # comparable across beta: the bound at beta = 1
     options = (
         Option("latent_dim", int, 2, "size of z", minimum=1),
         *(o for o in AE.options if o.name in ("arch", "hidden")),

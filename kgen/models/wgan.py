@@ -28,6 +28,8 @@ import keras
 from keras import ops
 
 from kgen.backend import input_gradient
+from kgen.models.contract import register
+from kgen.space import GAN_WIDTH, Range, log_range
 from kgen.models.base import Option
 from kgen.models.gan import GAN, gan_options
 
@@ -51,10 +53,11 @@ def wgan_options(latent_dim: int) -> tuple:
                  for o in gan_options(latent_dim, "conv"))
 
 
-@keras.saving.register_keras_serializable(package="kgen")
+@register
 class WGAN(GAN):
     model_name = "wgan"
     description = "Wasserstein GAN: critic with weight clipping (c=0.01), n_critic=5, RMSprop"
+    search_space = {"latent_dim": GAN.search_space["latent_dim"], "width": GAN_WIDTH, "n_critic": Range(2, 6)}
     options = (*wgan_options(100), Option("clip", float, 0.01, "critic weights are clipped to [-clip, clip]", minimum=0.0))
     default_learning_rate = 5e-5
     discriminator_steps_option = "n_critic"
@@ -81,10 +84,11 @@ class WGAN(GAN):
         return -ops.mean(fake_scores)
 
 
-@keras.saving.register_keras_serializable(package="kgen")
+@register
 class WGANGP(WGAN):
     model_name = "wgan_gp"
     description = "WGAN-GP: critic with a gradient penalty lambda*(||grad f(x_hat)||-1)^2, n_critic=5, Adam(1e-4, 0, 0.9)"
+    search_space = {**WGAN.search_space, "gp_weight": log_range(2.0, 20.0)}
     options = (*wgan_options(100), Option("gp_weight", float, 10.0, "lambda, weight of the gradient penalty", minimum=0.0))
     default_learning_rate = 1e-4
     discriminator_normalization = {"dense": "none", "conv": "none"}

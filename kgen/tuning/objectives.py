@@ -10,21 +10,13 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
+from kgen.data import dataset_arrays
+from kgen.models import Ability, can
+from kgen.outputs import batched
 from kgen.train import sample_quality_callback
 
 # Logged metrics whose names contain one of these are maximised; every other one is minimised.
 MAXIMIZED = ("accuracy", "score", "likelihood", "psnr")
-# The objective of a search when --objective is not given (else val_loss, or fid without a loss):
-# a name, or a function of the built model.
-DEFAULT_OBJECTIVES: dict[str, "str | Callable[[Any], str]"] = {
-    "vae": "val_negative_elbo",  # comparable across beta: the bound at beta = 1
-    "sparse_ae": "val_reconstruction_loss",  # loss adds lambda * penalty: not comparable across lambda
-    "contractive_ae": "val_reconstruction_loss",
-    "rbm": "val_pseudo_log_likelihood",  # the CD loss is a free-energy gap, not a fit measure
-    "classifier": "val_accuracy",
-    # The AAE's figure of merit depends on its mode (a function of the built model).
-    "aae": lambda m: "semi_supervised_error" if getattr(m, "categorical_head", None) == "classes" else "val_loss",
-}
 
 
 @dataclass(frozen=True)
@@ -59,8 +51,6 @@ class HeldOutErrorRate(keras.callbacks.Callback):
         self.x, self.labels, self.name = x, labels, name
 
     def on_epoch_end(self, epoch, logs=None):
-        from kgen.evaluate import batched
-
         if logs is not None:
             predicted = batched(self.model.predict_proba, self.x).argmax(axis=1)
             logs[self.name] = float(np.mean(predicted != self.labels))
@@ -68,8 +58,6 @@ class HeldOutErrorRate(keras.callbacks.Callback):
 
 def held_out(search: "SearchData") -> tuple[np.ndarray, np.ndarray]:
     """Up to ``search.samples`` test images (scaled for the model) and their labels."""
-    from kgen.evaluate import dataset_arrays
-
     return dataset_arrays(search.data, "test", search.data_range, search.samples)
 
 
@@ -96,12 +84,11 @@ class ComputedObjective:
 
 
 def _can_sample(model) -> bool:
-    return hasattr(model, "sample")
+    return can(model, Ability.SAMPLE)
 
 
 def _predicts_classes(model) -> bool:
-    """predict_proba gives classes, not clusters (the clustering AAE's head); as kgen.evaluate decides."""
-    return hasattr(model, "predict_proba") and getattr(model, "categorical_head", "classes") == "classes"
+    return can(model, Ability.CLASSIFY)
 
 
 COMPUTED_OBJECTIVES: dict[str, ComputedObjective] = {
@@ -121,7 +108,7 @@ COMPUTED_OBJECTIVES: dict[str, ComputedObjective] = {
     "error_rate": ComputedObjective("min", "a model that predicts classes (predict_proba)", _predicts_classes,
                                     _error_rate, needs_test_split=True),
     "semi_supervised_error": ComputedObjective(
-        "min", "an aae with --mode semi-supervised", lambda m: getattr(m, "categorical_head", None) == "classes",
+        "min", "a model that predicts classes (aae --mode semi-supervised)", _predicts_classes,
         lambda m, s: HeldOutErrorRate(*held_out(s), name="semi_supervised_error"), needs_test_split=True),
 }
 
@@ -140,12 +127,9 @@ def available_objectives(model, has_test_split: bool) -> list[str]:
     return logged_objectives(model, has_test_split) + computed
 
 
-def default_objective(model_name: str, model) -> str:
-    """The objective of a search without --objective, for its (built) model."""
-    default = DEFAULT_OBJECTIVES.get(model_name)
-    if default is not None:
-        return default(model) if callable(default) else default
-    return "val_loss" if "loss" in model.metric_names else "fid"
+def default_objective(model) -> str:
+    """The objective of a search without --objective: what the (built) model declares."""
+    return model.default_objective()
 
 
 def objective_direction(name: str) -> str:

@@ -20,7 +20,8 @@ from keras_tuner.src import config as kt_config
 import kgen
 from kgen import callbacks as kgen_callbacks
 from kgen.models import get_model_class
-from kgen.runs import RunError, atomic_write, read_json, slug, write_json
+from kgen.files import atomic_write, read_json, write_json
+from kgen.runs import RunError, classifier_for, slug
 from kgen.train import (EVAL_SAMPLES, TrainConfig, build_model, data_callbacks, grid_arrays, load_data, pipelines,
                         steps_in_epoch)
 from kgen.tuning.objectives import (COMPUTED_OBJECTIVES, SearchData, check_objective, check_objective_name,
@@ -45,7 +46,7 @@ class TuneSettings:
     train: TrainConfig
     tuner: str = "random"
     max_trials: int = 10
-    objective: str | None = None  # None: the model's default (DEFAULT_OBJECTIVES)
+    objective: str | None = None  # None: the model's default (its tuning_objective)
     direction: str | None = None  # None: the objective's (COMPUTED_OBJECTIVES, MAXIMIZED)
     space: dict[str, Any] = field(default_factory=dict)  # resolved, in file form (spec_to_json)
     classifier: str | None = None  # the classifier run judging samples for fid/kid/classifier_score
@@ -192,7 +193,7 @@ def trial_config(base: TrainConfig, values: dict[str, Any]) -> TrainConfig:
 class KgenHyperModel(keras_tuner.HyperModel):
     """Builds, compiles and trains a kgen model with one trial's values of ``space``.
 
-    One class serves every family: a family differs in its space (``SPACES``) and its objective
+    One class serves every family: a family differs in its space (``search_space``) and its objective
     (``COMPUTED_OBJECTIVES`` callbacks), both data here.
     """
 
@@ -473,7 +474,7 @@ def tune(settings: TuneSettings, tuner_dir: str | Path, resume: bool = False, ve
     data, data_range = load_data(config)
     hypermodel = KgenHyperModel(settings, data, data_range)
     probe = hypermodel.build(keras_tuner.HyperParameters())  # the first values of the space
-    objective = settings.objective or default_objective(config.model, probe)
+    objective = settings.objective or default_objective(probe)
     has_test = data.test is not None
     check_objective(objective, probe, has_test)
     direction = settings.direction or objective_direction(objective)
@@ -481,8 +482,6 @@ def tune(settings: TuneSettings, tuner_dir: str | Path, resume: bool = False, ve
     if computed is not None:
         classifier_run = None
         if computed.needs_classifier:
-            from kgen.evaluate import classifier_for
-
             classifier_run = classifier_for(config.dataset, runs_root, settings.classifier)
             print(f"[kgen] {objective} of {settings.eval_samples} samples judged by {classifier_run.path}",
                   file=sys.stderr)
