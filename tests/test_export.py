@@ -46,18 +46,20 @@ def one_line_error(result, code: int = 2) -> str:
     return lines[0]
 
 
+def train_tiny(family: str, run_dir: Path, dataset: Path) -> Path:
+    """A run of the family's tiny network, one step of training on this backend."""
+    model, options, _ = FAMILIES[family]
+    result = invoke("train", model, "--dataset", dataset, "--epochs", 1, "--steps-per-epoch", 1,
+                    "--validation-steps", 1, "--batch-size", 16, "--run-dir", run_dir, *options)
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
 @pytest.fixture(scope="module")
 def runs(idx_folder, tmp_path_factory) -> dict[str, Path]:
     """One tiny run per family, trained on this backend."""
     root = tmp_path_factory.mktemp("runs")
-    found = {}
-    for family, (model, options, _) in FAMILIES.items():
-        run_dir = root / family
-        result = invoke("train", model, "--dataset", idx_folder, "--epochs", 1, "--steps-per-epoch", 1,
-                        "--validation-steps", 1, "--batch-size", 16, "--run-dir", run_dir, *options)
-        assert result.exit_code == 0, result.output
-        found[family] = run_dir
-    return found
+    return {family: train_tiny(family, root / family, idx_folder) for family in FAMILIES}
 
 
 @dataclass
