@@ -20,7 +20,8 @@ TF Serving builds do not all run; this way every export holds native TensorFlow 
 
 A version is written to a hidden temporary folder beside the versions (TF Serving ignores
 non-numeric names), checked, then renamed into place: a polling server never sees half of it,
-and a failure leaves no version folder.
+and a failure leaves no version folder. It is published with the modes a plain mkdir and file get
+under the umask (TF Serving often runs as another user).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ import inspect
 import json
 import os
 import re
+import secrets
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -687,6 +690,29 @@ def _remove_empty(folders: list[Path]) -> None:
             pass
 
 
+def _make_tmp(model_dir: Path, version: int) -> Path:
+    """The hidden folder a version is written in, ``.tmp-<version>-<random>``: a plain mkdir, so it
+    has the modes the umask gives (mkdtemp's 0700 would keep TF Serving, often another user, out of
+    the published version)."""
+    while True:
+        path = model_dir / f".tmp-{version}-{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
+def _share(folder: Path) -> None:
+    """Everything in ``folder`` gets the folder's own modes (a plain mkdir's, under the umask), files
+    without the execute bits: what a version holds is readable by whoever may read the version,
+    whatever modes TensorFlow's writers chose."""
+    mode = stat.S_IMODE(folder.stat().st_mode)
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(mode if path.is_dir() else mode & 0o666)
+
+
 @dataclass
 class ExportResult:
     """What was written for one run; ``check`` holds the fresh process's signature defs and the
@@ -768,7 +794,7 @@ def export_runs(runs: list[str | Path], out: str | Path = DEFAULT_OUT, name: str
         for i, job in enumerate(jobs):
             model_dir = Path(out) / job.name
             created += _make_dirs(model_dir)
-            job.tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{job.version}-", dir=model_dir))
+            job.tmp = _make_tmp(model_dir, job.version)
             job.inputs = {s.name: example_inputs(job.model, s, max(CHECK_BATCHES)) for s in job.plan}
             np.savez(Path(scratch.name) / f"inputs-{i}.npz", **_flatten(job.inputs))
         if keras.backend.backend() == "tensorflow":
@@ -785,6 +811,7 @@ def export_runs(runs: list[str | Path], out: str | Path = DEFAULT_OUT, name: str
             _check_jobs(jobs, Path(scratch.name))
         for job in jobs:
             _write_extras(job)
+            _share(job.tmp)
         finals = [Path(out) / job.name / str(job.version) for job in jobs]
         for final in finals:
             if final.exists():  # another export took this version meanwhile

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +62,12 @@ def runs(idx_folder, tmp_path_factory) -> dict[str, Path]:
     """One tiny run per family, trained on this backend."""
     root = tmp_path_factory.mktemp("runs")
     return {family: train_tiny(family, root / family, idx_folder) for family in FAMILIES}
+
+
+@pytest.fixture(scope="module")
+def ae_run(idx_folder, tmp_path_factory) -> Path:
+    """One tiny ae run, for the tests that only need something to export (``runs`` trains eight)."""
+    return train_tiny("ae", tmp_path_factory.mktemp("ae") / "run", idx_folder)
 
 
 @dataclass
@@ -393,3 +401,21 @@ def test_bad_input_through_the_console_script(runs, tmp_path):
     result = run_kgen("export", "--list", "--out", str(tmp_path / "nothing"))
     assert result.returncode == 0 and "no exports in" in result.stdout
     assert not list(tmp_path.iterdir())
+
+
+# -- modes, a full disk, signals --------------------------------------------------------------------
+def test_a_version_has_the_modes_the_umask_gives(ae_run, tmp_path):
+    """TF Serving often runs as another user: a published version (the folder and everything in it)
+    has the modes a plain mkdir and a plain file get under the umask, not mkdtemp's private 0700."""
+    previous = os.umask(0o027)  # not the usual 022: the modes must follow the umask, not be fixed
+    try:
+        result = invoke("export", ae_run, "--out", tmp_path / "out")
+    finally:
+        os.umask(previous)
+    assert result.exit_code == 0, result.output
+    (version,) = (tmp_path / "out").glob("*/1")
+    assert (version / "saved_model.pb").is_file() and (version / "variables").is_dir()
+    modes = {path: stat.S_IMODE(path.stat().st_mode) for path in [version, *version.rglob("*")]}
+    wrong = {str(path.relative_to(version)): oct(mode) for path, mode in modes.items()
+             if mode != (0o750 if path.is_dir() else 0o640)}
+    assert wrong == {}
