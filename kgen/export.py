@@ -21,11 +21,13 @@ TF Serving builds do not all run; this way every export holds native TensorFlow 
 A version is written to a hidden temporary folder beside the versions (TF Serving ignores
 non-numeric names), checked, then renamed into place: a polling server never sees half of it,
 and a failure leaves no version folder. It is published with the modes a plain mkdir and file get
-under the umask (TF Serving often runs as another user).
+under the umask (TF Serving often runs as another user). A refused write (a full disk) is one
+ExportFailed that says what and where (``_writing``), and leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import inspect
 import json
@@ -38,9 +40,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -453,16 +456,23 @@ def export_here(model, plan: list[Signature], path: Path, model_name: str, warmu
                 inputs: dict[str, dict], sample_references: bool) -> dict:
     """What is done under the TensorFlow backend: the SavedModel, its op check, the warmup file,
     and (for --check) the references of ``sample``, which only TensorFlow's random ops reproduce.
-    Returns {"ops": [...], "sample": {output: nested list}}."""
-    write_savedmodel(model, plan, path)
-    ops = check_ops(path)
-    if warmup:
-        write_warmup(path, model_name, plan, inputs)
+    Returns {"ops": [...], "sample": {output: nested list}}. A full disk (or another refused
+    write) is an ExportFailed naming the file, here and in the TensorFlow subprocess alike."""
+    with _writing(path):
+        write_savedmodel(model, plan, path)
+        ops = check_ops(path)
+        if warmup:
+            write_warmup(path, model_name, plan, inputs)
     result: dict[str, Any] = {"ops": sorted(ops)}
     sample = next((s for s in plan if s.name == "sample"), None)
     if sample_references and sample is not None:
         result["sample"] = {k: v.tolist() for k, v in reference_outputs(model, sample, inputs["sample"]).items()}
     return result
+
+
+# The TensorFlow subprocess's program. Not ``python -m kgen.export``: that runs this file as a second
+# module, ``__main__``, beside the ``kgen.export`` its imports load (two ExportError classes).
+TENSORFLOW_CHILD = "import sys\nfrom kgen.export import _main\nsys.exit(_main(sys.argv[1:]))\n"
 
 
 def _tensorflow_process(specs: list[dict]) -> list[dict]:
@@ -471,8 +481,8 @@ def _tensorflow_process(specs: list[dict]) -> list[dict]:
     root = str(Path(kgen.__file__).resolve().parents[1])  # this kgen, whatever is installed
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
            "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
-    proc = subprocess.run([sys.executable, "-m", "kgen.export", json.dumps(specs)], capture_output=True, text=True,
-                          env=env)
+    proc = subprocess.run([sys.executable, "-c", TENSORFLOW_CHILD, json.dumps(specs)], capture_output=True,
+                          text=True, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(("{", "["))]
     if lines:
         result = json.loads(lines[-1])
@@ -629,6 +639,40 @@ def compare(plan: list[Signature], defs: dict, outputs: dict[str, np.ndarray],
     if problems:
         raise ExportFailed("check failed: " + "; ".join(dict.fromkeys(problems)))
     return diffs
+
+
+# -- refused writes ------------------------------------------------------------------------------
+# Errors that mean the file system refused a write. TensorFlow's C++ writers report them as an
+# OpError whose message holds "PATH; <strerror>" (a full disk: ResourceExhaustedError from SaveV2).
+WRITE_ERRNOS = tuple(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EIO")
+                     if hasattr(errno, name))
+
+
+def _write_error(exc: BaseException) -> tuple[str, str | None] | None:
+    """(what went wrong, the file if known) when ``exc`` is a refused write, else None."""
+    if isinstance(exc, OSError):
+        return (exc.strerror or str(exc)).lower(), exc.filename
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(exc, tf.errors.OpError):
+        for number in WRITE_ERRNOS:
+            found = re.search(rf"(\S+); {re.escape(os.strerror(number))}", exc.message)
+            if found:
+                return os.strerror(number).lower(), found.group(1)
+    return None
+
+
+@contextmanager
+def _writing(where: Path) -> Iterator[None]:
+    """A refused write (a full disk above all) inside the block becomes one ExportFailed line that
+    says what and where (the file, else ``where``), instead of a traceback."""
+    try:
+        yield
+    except Exception as exc:
+        refused = _write_error(exc)
+        if refused is None:
+            raise
+        reason, filename = refused
+        raise ExportFailed(f"{reason}: {filename or where}; nothing was exported") from None
 
 
 # -- versions, folders, the whole export --------------------------------------------------------
@@ -789,14 +833,17 @@ def export_runs(runs: list[str | Path], out: str | Path = DEFAULT_OUT, name: str
         jobs.append(_Job(opened, config, model_name, number, model, plan))
 
     created: list[Path] = []
-    scratch = tempfile.TemporaryDirectory(prefix="kgen-export-")
+    with _writing(Path(tempfile.gettempdir())):
+        scratch = tempfile.TemporaryDirectory(prefix="kgen-export-")
     try:
         for i, job in enumerate(jobs):
             model_dir = Path(out) / job.name
             created += _make_dirs(model_dir)
-            job.tmp = _make_tmp(model_dir, job.version)
+            with _writing(model_dir):
+                job.tmp = _make_tmp(model_dir, job.version)
             job.inputs = {s.name: example_inputs(job.model, s, max(CHECK_BATCHES)) for s in job.plan}
-            np.savez(Path(scratch.name) / f"inputs-{i}.npz", **_flatten(job.inputs))
+            with _writing(Path(scratch.name)):
+                np.savez(Path(scratch.name) / f"inputs-{i}.npz", **_flatten(job.inputs))
         if keras.backend.backend() == "tensorflow":
             for job in jobs:
                 job.done = export_here(job.model, job.plan, job.tmp, job.name, warmup, job.inputs, check)
@@ -810,8 +857,9 @@ def export_runs(runs: list[str | Path], out: str | Path = DEFAULT_OUT, name: str
         if check:
             _check_jobs(jobs, Path(scratch.name))
         for job in jobs:
-            _write_extras(job)
-            _share(job.tmp)
+            with _writing(job.tmp):
+                _write_extras(job)
+                _share(job.tmp)
         finals = [Path(out) / job.name / str(job.version) for job in jobs]
         for final in finals:
             if final.exists():  # another export took this version meanwhile

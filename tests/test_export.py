@@ -4,6 +4,7 @@ records, the op check and bad input."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -419,3 +420,66 @@ def test_a_version_has_the_modes_the_umask_gives(ae_run, tmp_path):
     wrong = {str(path.relative_to(version)): oct(mode) for path, mode in modes.items()
              if mode != (0o750 if path.is_dir() else 0o640)}
     assert wrong == {}
+
+
+# A sitecustomize.py that replaces kgen.export.write_savedmodel in every Python started with it on
+# PYTHONPATH: the kgen console script and its TensorFlow subprocess (not --check's process, which
+# runs with -I). The replacement writes part of the SavedModel, then does what a test needs.
+WRITER_HOOK = """
+import kgen.export
+
+def write_savedmodel(model, plan, path):
+    (path / "saved_model.pb").write_bytes(b"partial")
+{body}
+
+kgen.export.write_savedmodel = write_savedmodel
+"""
+DISK_FULL = """\
+    import tensorflow as tf  # what TensorFlow's SaveV2 raises on a full disk
+    raise tf.errors.ResourceExhaustedError(None, None, f"{path}/variables/variables_temp/part-00000-of-00001"
+                                           ".data-00000-of-00001.tempstate1; No space left on device [Op:SaveV2]")"""
+def kgen_env(tmp_path: Path, hook: str | None = None) -> dict[str, str]:
+    """The environment of a kgen process: TMPDIR a folder of its own (where its scratch folder
+    goes), and WRITER_HOOK with ``hook`` in place of writing a SavedModel."""
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    env = {"TMPDIR": str(tmpdir)}
+    if hook is not None:
+        hooks = tmp_path / "hooks"
+        hooks.mkdir()
+        (hooks / "sitecustomize.py").write_text(WRITER_HOOK.format(body=hook))
+        env["PYTHONPATH"] = os.pathsep.join([str(hooks), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return env
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(ae_run, tmp_path):
+    """TensorFlow runs out of space writing the variables (in kgen on TensorFlow, in its TensorFlow
+    subprocess on JAX and PyTorch): one line naming the file, exit 1 (a failure while running, not
+    bad input), no temporary or model folder, no scratch folder."""
+    env = kgen_env(tmp_path, DISK_FULL)
+    out = tmp_path / "out"
+    result = run_kgen("export", str(ae_run), "--out", str(out), env=env)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    model_dir = out / kgen_export.default_name(Run.open(ae_run).config())
+    assert len(lines) == 1 and lines[0].startswith(f"kgen: error: no space left on device: {model_dir}/.tmp-1-"), lines
+    assert lines[0].endswith(".tempstate1; nothing was exported")
+    assert not out.exists() and not list(Path(env["TMPDIR"]).iterdir())
+
+
+@pytest.mark.parametrize("error, reason, where", [
+    (OSError(errno.ENOSPC, "No space left on device"), "no space left on device", None),  # write() of an open file
+    (OSError(errno.EDQUOT, "Disk quota exceeded", "/srv/m/1/x.json"), "disk quota exceeded", "/srv/m/1/x.json"),
+    (tf.errors.ResourceExhaustedError(None, None, "{{function_node __wrapped__SaveV2}} /srv/m/1/v.tempstate7; "
+                                      "No space left on device [Op:SaveV2]"), "no space left on device",
+     "/srv/m/1/v.tempstate7"),
+])
+def test_refused_writes_say_what_and_where(tmp_path, error, reason, where):
+    """An OSError (with or without its file) or TensorFlow's OpError for an errno: one line."""
+    with pytest.raises(kgen_export.ExportFailed) as failed:
+        with kgen_export._writing(tmp_path):
+            raise error
+    assert str(failed.value) == f"{reason}: {where or tmp_path}; nothing was exported"
+    with pytest.raises(tf.errors.InvalidArgumentError):  # not a refused write: a bug, it propagates
+        with kgen_export._writing(tmp_path):
+            raise tf.errors.InvalidArgumentError(None, None, "Incompatible shapes: [2] vs. [3]")
