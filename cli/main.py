@@ -1,13 +1,15 @@
 """`kgen` command line. Parses, validates, calls kgen, and turns errors into one line.
 
 Keras is imported only inside commands, after ``--backend`` has set
-KERAS_BACKEND. Usage errors exit with 2, failures during training with 1.
+KERAS_BACKEND. Usage errors exit with 2, failures while running with 1, Ctrl-C with 130
+(SIGTERM, where a command turns it into an exception: kgen export, 143).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -48,9 +50,9 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def run_guarded(fn, *args, interrupted: str = "interrupted; resume with `kgen train --resume RUN`", **kwargs):
+def run_guarded(fn, *args, interrupted: str = "resume with `kgen train --resume RUN`", **kwargs):
     """Call into the library; user-facing errors become one line and an exit code
-    (``interrupted``: the line for Ctrl-C)."""
+    (``interrupted``: what the line for Ctrl-C says after "interrupted; ")."""
     from kgen.data import DataError
     from kgen.runs import RunError
 
@@ -60,8 +62,10 @@ def run_guarded(fn, *args, interrupted: str = "interrupted; resume with `kgen tr
         fail(str(exc), 2)
     except RuntimeError as exc:  # TrainingDiverged and other failures while running
         fail(str(exc), 1)
-    except KeyboardInterrupt:
-        fail(interrupted, 130)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or a signal the library turned into one (kgen.export: SIGTERM)
+        signum = getattr(exc, "signum", signal.SIGINT)
+        by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+        fail(f"interrupted{by}; {interrupted}", 128 + signum)
 
 
 def version_callback(value: bool) -> None:
@@ -232,7 +236,7 @@ def tune(
 
     settings, directory = run_guarded(setup)
     result = run_guarded(tuning.tune, settings, directory, resume=resume, best_grids=best_grids,
-                         interrupted=f"interrupted; continue the search with `kgen tune --tuner-dir {directory} --resume`")
+                         interrupted=f"continue the search with `kgen tune --tuner-dir {directory} --resume`")
     typer.echo("")
     typer.echo(tuning.format_table(result.rows))
     typer.echo("")
@@ -410,7 +414,8 @@ def export(
             fail("--list takes no run")
         typer.echo(kgen_export.format_listing(kgen_export.list_exports(out), out))
         return
-    results = run_guarded(kgen_export.export_runs, runs or [], out, name, version, signature, warmup, check, png)
+    results = run_guarded(kgen_export.export_runs, runs or [], out, name, version, signature, warmup, check, png,
+                          interrupted="no unfinished export was left behind")
     for result in results:
         typer.echo(kgen_export.describe(result))
 

@@ -1,6 +1,7 @@
 """`kgen export`: SavedModels for TF Serving from runs trained on this backend, one per family,
 checked in a fresh process (the CLI's --check) and again here; versions, atomic writes, warmup
-records, the op check and bad input."""
+records, the op check and bad input; the modes of a published version, a full disk, and signals
+(nothing left behind, no child process left running)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ import errno
 import io
 import json
 import os
+import signal
 import stat
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -18,7 +24,7 @@ import tensorflow as tf
 from keras import ops
 from PIL import Image
 
-from conftest import BACKEND, invoke, run_kgen
+from conftest import BACKEND, invoke, run_kgen, start_kgen
 from kgen import export as kgen_export
 from kgen import sampling
 from kgen.runs import Run
@@ -438,6 +444,20 @@ DISK_FULL = """\
     import tensorflow as tf  # what TensorFlow's SaveV2 raises on a full disk
     raise tf.errors.ResourceExhaustedError(None, None, f"{path}/variables/variables_temp/part-00000-of-00001"
                                            ".data-00000-of-00001.tempstate1; No space left on device [Op:SaveV2]")"""
+STUCK = """\
+    import time
+    while True:
+        time.sleep(60)"""
+
+
+def stuck(tmp: Path) -> bool:
+    """Whether STUCK holds the writer of ``tmp`` (kgen, or its TensorFlow subprocess) for good."""
+    try:
+        return (tmp / "saved_model.pb").read_bytes() == b"partial"
+    except OSError:
+        return False
+
+
 def kgen_env(tmp_path: Path, hook: str | None = None) -> dict[str, str]:
     """The environment of a kgen process: TMPDIR a folder of its own (where its scratch folder
     goes), and WRITER_HOOK with ``hook`` in place of writing a SavedModel."""
@@ -483,3 +503,107 @@ def test_refused_writes_say_what_and_where(tmp_path, error, reason, where):
     with pytest.raises(tf.errors.InvalidArgumentError):  # not a refused write: a bug, it propagates
         with kgen_export._writing(tmp_path):
             raise tf.errors.InvalidArgumentError(None, None, "Incompatible shapes: [2] vs. [3]")
+
+
+def holding(marker: str) -> dict[int, str]:
+    """Live processes (zombies left out) whose command line holds ``marker``: pid -> command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:  # it ended meanwhile
+            continue
+        if marker.encode() in command and state != "Z":
+            found[int(entry.name)] = command.decode(errors="replace").replace("\0", " ")
+    return found
+
+
+def wait_for(what: str, found: Callable, proc: subprocess.Popen | None = None, deadline: float = 600):
+    """Poll ``found()`` until it returns something true, and return that. ``proc`` must not end
+    first; the deadline is generous: it only keeps a broken test from hanging."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = found()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"kgen ended (exit {proc.returncode}) before {what}")
+        time.sleep(0.05)
+    pytest.fail(f"waited {deadline:.0f} s for {what}")
+
+
+@pytest.fixture
+def leftovers():
+    """Register kgen processes (``.procs``) and markers of their children (``.markers``): at teardown,
+    whatever a failed test left running is killed, by pid (the markers are unique temporary folders)."""
+    registry = SimpleNamespace(procs=[], markers=[])
+    yield registry
+    for proc in registry.procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for marker in registry.markers:
+        for pid in holding(marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def start_export(ae_run: Path, out: Path, env: dict, leftovers, *options: str) -> tuple[subprocess.Popen, Path]:
+    """`kgen [OPTIONS] export RUN --out OUT --check` in a session of its own (so that a signal to its
+    process group reaches kgen and its children only), once it has made its temporary folder."""
+    proc = start_kgen(*options, "export", ae_run, "--out", out, "--check", env=env, start_new_session=True,
+                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    leftovers.procs.append(proc)
+    tmp = wait_for("a temporary version folder", lambda: next(out.glob("*/.tmp-*"), None), proc)
+    leftovers.markers.append(tmp.name)  # in the arguments of both children
+    return proc, tmp
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds processes in /proc")
+@pytest.mark.parametrize("signum, stage", [(signal.SIGTERM, "write"), (signal.SIGINT, "write"),
+                                           (signal.SIGTERM, "check")])
+def test_a_signal_leaves_nothing_behind(ae_run, tmp_path, leftovers, signum, stage):
+    """SIGTERM (to kgen) or Ctrl-C (SIGINT to its process group) while the SavedModel is written
+    (by kgen on TensorFlow, by its TensorFlow subprocess on JAX and PyTorch; kept writing by STUCK)
+    or while --check's process runs: one line, exit 128 + signum, no temporary or model folder, no
+    scratch folder, and no child process still running."""
+    env = kgen_env(tmp_path, STUCK if stage == "write" else None)
+    out = tmp_path / "out"
+    proc, tmp = start_export(ae_run, out, env, leftovers)
+    if stage == "write":
+        wait_for("STUCK writing the SavedModel", lambda: stuck(tmp), proc)
+    else:
+        checker = wait_for("the --check process", lambda: [pid for pid, command in holding(tmp.name).items()
+                                                             if " -I " in command], proc)
+        os.kill(checker[0], signal.SIGSTOP)  # it can neither finish before the signal nor end by itself after it
+    children = holding(tmp.name)
+    assert children or (stage == "write" and BACKEND == "tensorflow")  # TensorFlow writes in kgen itself
+    if signum == signal.SIGINT:
+        os.killpg(proc.pid, signum)
+    else:
+        os.kill(proc.pid, signum)
+    _, stderr = proc.communicate(timeout=600)
+    by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+    assert stderr.strip().splitlines() == [f"kgen: error: interrupted{by}; no unfinished export was left behind"]
+    assert proc.returncode == 128 + signum
+    assert not holding(tmp.name), children  # killed and reaped, not orphaned
+    assert not out.exists()  # the temporary folder, and the folders this call made for it
+    assert not list(Path(env["TMPDIR"]).iterdir())  # the scratch folder, --check's folder
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds processes in /proc")
+def test_the_tensorflow_process_ends_when_kgen_is_killed(ae_run, tmp_path, leftovers):
+    """SIGKILL gives kgen no chance to clean up (its temporary folder stays); its TensorFlow
+    subprocess, kept writing by STUCK, sees it was orphaned and ends instead of writing on."""
+    backend = "jax" if BACKEND == "tensorflow" else BACKEND  # one that exports from a subprocess
+    proc, tmp = start_export(ae_run, tmp_path / "out", kgen_env(tmp_path, STUCK), leftovers, "--backend", backend)
+    wait_for("STUCK writing the SavedModel", lambda: stuck(tmp), proc)
+    assert holding(tmp.name)
+    proc.kill()
+    proc.wait()
+    wait_for("the end of the orphaned TensorFlow process", lambda: not holding(tmp.name), deadline=120)
