@@ -947,7 +947,7 @@ def _write_and_publish(jobs: list[_Job], out: Path, warmup: bool, check: bool,
         for i, job in enumerate(jobs):
             model_dir = out / job.name
             with signals.held(), _writing(model_dir):  # a folder exists only once it is recorded for removal
-                created += _make_dirs(model_dir)
+                created[:0] = _make_dirs(model_dir)  # newest first: a later folder may be inside an earlier one
                 job.tmp = _make_tmp(model_dir, job.version)
             job.inputs = {s.name: example_inputs(job.model, s, max(CHECK_BATCHES)) for s in job.plan}
             with _writing(scratch):

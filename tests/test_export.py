@@ -363,6 +363,18 @@ def test_a_failure_mid_export_leaves_no_version(runs, exported, tmp_path, monkey
     assert [p.name for p in model_dir.iterdir()] == ["3"]
 
 
+def test_a_failure_removes_every_folder_the_call_made(runs, tmp_path, monkeypatch):
+    """Two runs of two names into a new folder: a failure removes both model folders, then the
+    folders above them that this call made (one model folder must not keep the other's parents)."""
+    def crash(*args, **kwargs):
+        raise kgen_export.ExportFailed("simulated crash while writing")
+
+    monkeypatch.setattr(kgen_export, "export_here", crash)
+    monkeypatch.setattr(kgen_export, "_tensorflow_process", crash)
+    one_line_error(invoke("export", runs["ae"], runs["vae"], "--out", tmp_path / "new" / "out"), code=1)
+    assert not (tmp_path / "new").exists()
+
+
 # -- bad input ---------------------------------------------------------------------------------------
 def test_bad_input_is_one_line_and_writes_nothing(runs, exported, tmp_path):
     out = exported.out
