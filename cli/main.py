@@ -3,7 +3,7 @@
 Keras is imported only inside commands, after ``--backend`` has set KERAS_BACKEND, and only once
 the command line has been checked: `kgen --help`, `kgen list`, `kgen train MODEL --help` and every
 usage error about options answer without importing a backend (``kgen.catalog``, ``kgen.config``).
-Usage errors exit with 2, failures during training with 1, interruptions with 130.
+Usage errors exit with 2, failures while running with 1, Ctrl-C with 130 and SIGTERM with 143.
 """
 
 from __future__ import annotations
@@ -53,12 +53,21 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def run_guarded(fn, *args, interrupted: str = "interrupted; resume with `kgen train --resume RUN`", **kwargs):
+class Terminated(KeyboardInterrupt):
+    """SIGTERM while a command runs: ends it as Ctrl-C does (``signum`` names the signal)."""
+
+    def __init__(self, signum: int):
+        super().__init__()
+        self.signum = signum
+
+
+def run_guarded(fn, *args, interrupted: str = "resume with `kgen train --resume RUN`", **kwargs):
     """Call into the library; user-facing errors become one line and an exit code
-    (``interrupted``: the line for Ctrl-C, and for SIGTERM, which is turned into Ctrl-C meanwhile so
-    that a scheduler stopping the job gets the same clean ending)."""
+    (``interrupted``: what the line for Ctrl-C says after "interrupted; ", unless the library's
+    interruption says it). SIGTERM (a scheduler stopping the job, `kill`) is turned into the same
+    clean ending meanwhile; a command may install its own handler (kgen export does)."""
     def terminated(signum, frame):
-        raise KeyboardInterrupt
+        raise Terminated(signum)
 
     previous = signal.signal(signal.SIGTERM, terminated)
     try:
@@ -67,8 +76,10 @@ def run_guarded(fn, *args, interrupted: str = "interrupted; resume with `kgen tr
         fail(str(exc), 2)
     except RuntimeError as exc:  # TrainingDiverged and other failures while running
         fail(str(exc), 1)
-    except KeyboardInterrupt as exc:
-        fail(str(exc) or interrupted, 130)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or a signal turned into one (SIGTERM)
+        signum = getattr(exc, "signum", signal.SIGINT)
+        by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+        fail(f"interrupted{by}; {str(exc) or interrupted}", 128 + signum)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -258,7 +269,7 @@ def tune(
 
     settings, directory = run_guarded(setup)
     result = run_guarded(tuning.tune, settings, directory, resume=resume, best_grids=best_grids,
-                         interrupted=f"interrupted; continue the search with `kgen tune --tuner-dir {directory} --resume`")
+                         interrupted=f"continue the search with `kgen tune --tuner-dir {directory} --resume`")
     typer.echo("")
     typer.echo(tuning.format_table(result.rows))
     typer.echo("")
@@ -456,7 +467,8 @@ def export(
             fail("--list takes no run")
         typer.echo(kgen_export.format_listing(kgen_export.list_exports(out), out))
         return
-    results = run_guarded(kgen_export.export_runs, runs or [], out, name, version, signature, warmup, check, png)
+    results = run_guarded(kgen_export.export_runs, runs or [], out, name, version, signature, warmup, check, png,
+                          interrupted="no unfinished export was left behind")
     for result in results:
         typer.echo(kgen_export.describe(result))
 

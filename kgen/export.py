@@ -20,24 +20,35 @@ TF Serving builds do not all run; this way every export holds native TensorFlow 
 
 A version is written to a hidden temporary folder beside the versions (TF Serving ignores
 non-numeric names), checked, then renamed into place: a polling server never sees half of it,
-and a failure leaves no version folder.
+and a failure leaves no version folder. It is published with the modes a plain mkdir and file get
+under the umask (TF Serving often runs as another user). Whatever stops an export (a failure, a
+full disk, Ctrl-C, SIGTERM) leaves nothing of it behind: its child processes are killed and
+reaped, then its temporary folders, the model folders it created and its scratch folder are
+removed (``_Signals``, ``_run_child``, ``_writing``); a child whose parent died without cleaning
+up (SIGKILL) ends itself (``PARENT_WATCH``).
 """
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import inspect
 import json
 import os
 import re
+import secrets
 import shutil
+import signal
+import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -459,16 +470,23 @@ def export_here(model, plan: list[Signature], path: Path, model_name: str, warmu
                 inputs: dict[str, dict], sample_references: bool) -> dict:
     """What is done under the TensorFlow backend: the SavedModel, its op check, the warmup file,
     and (for --check) the references of ``sample``, which only TensorFlow's random ops reproduce.
-    Returns {"ops": [...], "sample": {output: nested list}}."""
-    write_savedmodel(model, plan, path)
-    ops = check_ops(path)
-    if warmup:
-        write_warmup(path, model_name, plan, inputs)
+    Returns {"ops": [...], "sample": {output: nested list}}. A full disk (or another refused
+    write) is an ExportFailed naming the file, here and in the TensorFlow subprocess alike."""
+    with _writing(path):
+        write_savedmodel(model, plan, path)
+        ops = check_ops(path)
+        if warmup:
+            write_warmup(path, model_name, plan, inputs)
     result: dict[str, Any] = {"ops": sorted(ops)}
     sample = next((s for s in plan if s.name == "sample"), None)
     if sample_references and sample is not None:
         result["sample"] = {k: v.tolist() for k, v in reference_outputs(model, sample, inputs["sample"]).items()}
     return result
+
+
+# The TensorFlow subprocess's program. Not ``python -m kgen.export``: that runs this file as a second
+# module, ``__main__``, beside the ``kgen.export`` its imports load (two ExportError classes).
+TENSORFLOW_CHILD = "import sys\nfrom kgen.export import _main\nsys.exit(_main(sys.argv[1:]))\n"
 
 
 def _tensorflow_process(specs: list[dict]) -> list[dict]:
@@ -477,8 +495,7 @@ def _tensorflow_process(specs: list[dict]) -> list[dict]:
     root = str(Path(kgen.__file__).resolve().parents[1])  # this kgen, whatever is installed
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
            "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
-    proc = subprocess.run([sys.executable, "-m", "kgen.export", json.dumps(specs)], capture_output=True, text=True,
-                          env=env)
+    proc = _run_child(TENSORFLOW_CHILD, [json.dumps(specs)], env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(("{", "["))]
     if lines:
         result = json.loads(lines[-1])
@@ -494,7 +511,7 @@ def _main(argv: list[str]) -> int:
     """Entry of the TensorFlow subprocess: argv[0] is the JSON list of specs built by ``export_runs``."""
     results = []
     try:
-        from kgen.train import load_model
+        from kgen.runs import load_model
 
         for spec in json.loads(argv[0]):
             plan = [Signature(s["name"], _shapes(s["inputs"]), _shapes(s["outputs"]), s["image"])
@@ -562,16 +579,15 @@ print(json.dumps(results))
 """
 
 
-def _run_checker(jobs: list[dict]) -> list[dict]:
-    """Load each export with ``python -I`` (no PYTHONPATH, user site or cwd on sys.path) in an empty
-    folder, kgen, cli and keras blocked; run every signature at every CHECK_BATCHES size. ``jobs``:
-    [{"path", "inputs" (npz), "outputs" (npz to write), "signatures"}]; returns their signature defs."""
+def _run_checker(jobs: list[dict], empty: Path) -> list[dict]:
+    """Load each export with ``python -I`` (no PYTHONPATH, user site or cwd on sys.path) in the
+    ``empty`` folder, kgen, cli and keras blocked; run every signature at every CHECK_BATCHES size.
+    ``jobs``: [{"path", "inputs" (npz), "outputs" (npz to write), "signatures"}]; returns their
+    signature defs."""
     args = [{**job, "path": str(Path(job["path"]).resolve()), "batches": list(CHECK_BATCHES)} for job in jobs]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "KERAS"))}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    with tempfile.TemporaryDirectory() as empty:
-        proc = subprocess.run([sys.executable, "-I", "-c", CHECKER, json.dumps(args)], capture_output=True,
-                              text=True, cwd=empty, env=env)
+    proc = _run_child(CHECKER, [json.dumps(args)], env, isolated=True, cwd=empty)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("[")]
     if proc.returncode != 0 or not lines:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
@@ -637,6 +653,135 @@ def compare(plan: list[Signature], defs: dict, outputs: dict[str, np.ndarray],
     return diffs
 
 
+# -- stopping cleanly: signals, child processes, refused writes ---------------------------------
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM (``signum``) during an export. A KeyboardInterrupt, so whatever cleans up
+    after Ctrl-C cleans up after SIGTERM too; the CLI exits with 128 + signum."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__()  # the CLI names the signal (signum)
+        self.signum = signum
+
+
+class _Signals:
+    """While active: SIGINT and SIGTERM raise ``Interrupted`` in the main thread. SIGTERM's default
+    ends the process on the spot, running no ``finally``: the temporary folders, the scratch folder
+    and the child processes would be left behind. Only the first signal raises, so a second one
+    cannot cut short the cleanup the first set off; inside ``held()`` a signal waits for the end of
+    the block, so no folder is created or renamed without the bookkeeping that decides its removal.
+    Signals ignored on entry (SIGINT in a background job of a script) stay ignored; the previous
+    handlers come back on exit. Outside the main thread Python allows no handlers: nothing changes
+    there."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.raised = False
+        self.holding = 0
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                handler = signal.getsignal(signum)
+                if handler not in (signal.SIG_IGN, None):  # None: a handler set outside Python, left alone
+                    self.previous[signum] = handler
+                    signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self._raise_pending()  # a signal that came is never swallowed
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.received is None:
+            self.received = signum
+            self._raise_pending()
+
+    def _raise_pending(self) -> None:
+        if self.received is not None and not self.raised and not self.holding:
+            self.raised = True
+            raise Interrupted(self.received)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """A block no signal interrupts; one that comes meanwhile is raised at its end."""
+        self.holding += 1
+        try:
+            yield
+        finally:
+            self.holding -= 1
+        self._raise_pending()
+
+
+# The first lines of every child's program: a thread that ends the child when its parent is gone.
+# The parent kills and reaps its children whenever it unwinds (``_run_child``), but a parent that
+# dies without unwinding (SIGKILL, a crash) cannot, and the child would go on writing into a folder
+# nobody will publish or remove. What the child can see is that it was re-parented: polling
+# getppid() works on every POSIX system (PR_SET_PDEATHSIG is Linux-only and follows the thread that
+# forked, not the process) for a wake-up every 0.2 s. The parent's pid comes from the parent, in
+# case it died before this thread started.
+PARENT_WATCH = """\
+import os as _os, threading as _threading, time as _time
+def _exit_with_parent(parent=int(_os.environ.pop("KGEN_PARENT_PID"))):
+    while _os.getppid() == parent:
+        _time.sleep(0.2)
+    _os._exit(1)
+_threading.Thread(target=_exit_with_parent, daemon=True).start()
+"""
+
+
+def _run_child(program: str, args: list[str], env: dict[str, str], isolated: bool = False,
+               cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``python [-I] -c PROGRAM ARGS``, PARENT_WATCH first, its output captured. The child never
+    outlives the wait: whatever interrupts it (``Interrupted``, an error) kills and reaps the child
+    before it goes on, so the cleanup that follows never races a child still writing into the
+    folders it removes. SIGKILL, because the child has nothing of its own to clean up."""
+    command = [sys.executable, *(["-I"] if isolated else []), "-c", PARENT_WATCH + program, *args]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                          env={**env, "KGEN_PARENT_PID": str(os.getpid())}) as proc:
+        try:
+            stdout, stderr = proc.communicate()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
+# Errors that mean the file system refused a write. TensorFlow's C++ writers report them as an
+# OpError whose message holds "PATH; <strerror>" (a full disk: ResourceExhaustedError from SaveV2).
+WRITE_ERRNOS = tuple(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EIO")
+                     if hasattr(errno, name))
+
+
+def _write_error(exc: BaseException) -> tuple[str, str | None] | None:
+    """(what went wrong, the file if known) when ``exc`` is a refused write, else None."""
+    if isinstance(exc, OSError):
+        return (exc.strerror or str(exc)).lower(), exc.filename
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(exc, tf.errors.OpError):
+        for number in WRITE_ERRNOS:
+            found = re.search(rf"(\S+); {re.escape(os.strerror(number))}", exc.message)
+            if found:
+                return os.strerror(number).lower(), found.group(1)
+    return None
+
+
+@contextmanager
+def _writing(where: Path) -> Iterator[None]:
+    """A refused write (a full disk above all) inside the block becomes one ExportFailed line that
+    says what and where (the file, else ``where``), instead of a traceback."""
+    try:
+        yield
+    except Exception as exc:
+        refused = _write_error(exc)
+        if refused is None:
+            raise
+        reason, filename = refused
+        raise ExportFailed(f"{reason}: {filename or where}; nothing was exported") from None
+
+
 # -- versions, folders, the whole export --------------------------------------------------------
 def versions(model_dir: Path) -> list[int]:
     """The integer version folders TF Serving would see."""
@@ -696,6 +841,29 @@ def _remove_empty(folders: list[Path]) -> None:
             pass
 
 
+def _make_tmp(model_dir: Path, version: int) -> Path:
+    """The hidden folder a version is written in, ``.tmp-<version>-<random>``: a plain mkdir, so it
+    has the modes the umask gives (mkdtemp's 0700 would keep TF Serving, often another user, out of
+    the published version)."""
+    while True:
+        path = model_dir / f".tmp-{version}-{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
+def _share(folder: Path) -> None:
+    """Everything in ``folder`` gets the folder's own modes (a plain mkdir's, under the umask), files
+    without the execute bits: what a version holds is readable by whoever may read the version,
+    whatever modes TensorFlow's writers chose."""
+    mode = stat.S_IMODE(folder.stat().st_mode)
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(mode if path.is_dir() else mode & 0o666)
+
+
 @dataclass
 class ExportResult:
     """What was written for one run; ``check`` holds the fresh process's signature defs and the
@@ -742,9 +910,7 @@ def export_runs(runs: list[str | Path], out: str | Path = DEFAULT_OUT, name: str
     """Export several runs at once (each as ``<model>-<dataset>`` unless ``name`` is given for one
     run): one TensorFlow process and one check process for all of them. All or nothing: if any
     run fails, no version folder of this call is left."""
-    import keras
-
-    from kgen.train import load_model
+    from kgen.runs import load_model
 
     runs = list(runs)
     if not runs:
@@ -771,59 +937,87 @@ def export_runs(runs: list[str | Path], out: str | Path = DEFAULT_OUT, name: str
                 add_png(signature)
         jobs.append(_Job(opened, config, model_name, number, model, plan))
 
+    with _Signals() as signals:
+        return _write_and_publish(jobs, Path(out), warmup, check, signals)
+
+
+def _write_and_publish(jobs: list[_Job], out: Path, warmup: bool, check: bool,
+                       signals: _Signals) -> list[ExportResult]:
+    """Write every job's version into its temporary folder, check them, publish them. Whatever stops
+    it (a failure, ``Interrupted``) removes the temporary folders and the model folders this call
+    created; the scratch folder (inputs and outputs of the subprocesses) goes in every case."""
+    import keras
+
     created: list[Path] = []
-    scratch = tempfile.TemporaryDirectory(prefix="kgen-export-")
+    scratch: Path | None = None
     try:
+        with signals.held(), _writing(Path(tempfile.gettempdir())):
+            scratch = Path(tempfile.mkdtemp(prefix="kgen-export-"))
         for i, job in enumerate(jobs):
-            model_dir = Path(out) / job.name
-            created += _make_dirs(model_dir)
-            job.tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{job.version}-", dir=model_dir))
+            model_dir = out / job.name
+            with signals.held(), _writing(model_dir):  # a folder exists only once it is recorded for removal
+                created[:0] = _make_dirs(model_dir)  # newest first: a later folder may be inside an earlier one
+                job.tmp = _make_tmp(model_dir, job.version)
             job.inputs = {s.name: example_inputs(job.model, s, max(CHECK_BATCHES)) for s in job.plan}
-            np.savez(Path(scratch.name) / f"inputs-{i}.npz", **_flatten(job.inputs))
+            with _writing(scratch):
+                np.savez(scratch / f"inputs-{i}.npz", **_flatten(job.inputs))
         if keras.backend.backend() == "tensorflow":
             for job in jobs:
                 job.done = export_here(job.model, job.plan, job.tmp, job.name, warmup, job.inputs, check)
         else:
             done = _tensorflow_process([
                 {"run": str(job.run.path), "path": str(job.tmp), "name": job.name, "warmup": warmup, "check": check,
-                 "inputs": str(Path(scratch.name) / f"inputs-{i}.npz"), "signatures": [asdict(s) for s in job.plan]}
+                 "inputs": str(scratch / f"inputs-{i}.npz"), "signatures": [asdict(s) for s in job.plan]}
                 for i, job in enumerate(jobs)])
             for job, result in zip(jobs, done):
                 job.done = result
         if check:
-            _check_jobs(jobs, Path(scratch.name))
+            _check_jobs(jobs, scratch)
         for job in jobs:
-            _write_extras(job)
-        finals = [Path(out) / job.name / str(job.version) for job in jobs]
-        for final in finals:
-            if final.exists():  # another export took this version meanwhile
-                raise ExportError(f"{final} appeared while exporting; versions are never overwritten")
-        results = []
-        for job, final in zip(jobs, finals):
+            with _writing(job.tmp):
+                _write_extras(job)
+                _share(job.tmp)
+        return _publish(jobs, out, warmup, signals)
+    except BaseException:
+        with signals.held():
+            for job in jobs:
+                if job.tmp is not None:
+                    shutil.rmtree(job.tmp, ignore_errors=True)
+            _remove_empty(created)
+        raise
+    finally:
+        if scratch is not None:
+            with signals.held():
+                shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _publish(jobs: list[_Job], out: Path, warmup: bool, signals: _Signals) -> list[ExportResult]:
+    """Rename each complete, checked temporary folder to its version."""
+    finals = [out / job.name / str(job.version) for job in jobs]
+    for final in finals:
+        if final.exists():  # another export took this version meanwhile
+            raise ExportError(f"{final} appeared while exporting; versions are never overwritten")
+    results = []
+    for job, final in zip(jobs, finals):
+        with signals.held():  # ``job.tmp`` says whether the version was published, whenever a signal comes
             try:
                 os.rename(job.tmp, final)  # atomic: a polling server sees no version, then a complete one
             except OSError as exc:  # a non-empty folder of that name appeared since the check above
                 raise ExportError(f"cannot publish {final}: {exc.strerror or exc}") from None
             job.tmp = None  # published, complete and checked: never removed from here on
-            results.append(ExportResult(final, job.name, job.version, job.config["model"], job.run.path,
-                                        job.config.get("backend"), job.plan, job.done["ops"],
-                                        final / WARMUP_FILE if warmup else None, job.report))
-        return results
-    except BaseException:
-        for job in jobs:
-            if job.tmp is not None:
-                shutil.rmtree(job.tmp, ignore_errors=True)
-        _remove_empty(created)
-        raise
-    finally:
-        scratch.cleanup()
+        results.append(ExportResult(final, job.name, job.version, job.config["model"], job.run.path,
+                                    job.config.get("backend"), job.plan, job.done["ops"],
+                                    final / WARMUP_FILE if warmup else None, job.report))
+    return results
 
 
 def _check_jobs(jobs: list[_Job], scratch: Path) -> None:
     """--check: the fresh process's outputs against the Keras models' (``compare``)."""
+    empty = scratch / "check"  # the checker's working folder
+    empty.mkdir()
     checked = _run_checker([{"path": str(job.tmp), "inputs": str(scratch / f"inputs-{i}.npz"),
                              "outputs": str(scratch / f"outputs-{i}.npz"), "signatures": [s.name for s in job.plan]}
-                            for i, job in enumerate(jobs)])
+                            for i, job in enumerate(jobs)], empty)
     for i, (job, defs) in enumerate(zip(jobs, checked)):
         references = {s.name: reference_outputs(job.model, s, job.inputs[s.name]) for s in job.plan
                       if s.name != "sample"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import signal
 import sys
 from dataclasses import asdict
 from typing import Any
@@ -125,7 +126,11 @@ def say(message: str) -> None:
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM) during training; the message says what was kept."""
+    """Ctrl-C (or SIGTERM) during training; the message says what was kept, ``signum`` which signal."""
+
+    def __init__(self, message: str, cause: BaseException):
+        super().__init__(message)
+        self.signum = getattr(cause, "signum", signal.SIGINT)
 
 
 def train(
@@ -220,11 +225,11 @@ def train(
             shuffle=False,  # the tf.data pipeline shuffles
             verbose=verbose,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if discard_unsaved(run, fresh):
-            raise RunInterrupted("interrupted before the first epoch completed; nothing was kept") from None
-        raise RunInterrupted(f"interrupted; the last completed epoch is kept: resume with "
-                             f"`kgen train --resume {run.path}`") from None
+            raise RunInterrupted("before the first epoch completed; nothing was kept", exc) from None
+        raise RunInterrupted(f"the last completed epoch is kept: resume with `kgen train --resume {run.path}`",
+                             exc) from None
     except BaseException:
         discard_unsaved(run, fresh)
         raise

@@ -72,8 +72,19 @@ def idx_folder(tmp_path_factory) -> Path:
     return folder
 
 
+def _kgen_command(args, env: dict | None) -> tuple[list[str], dict]:
+    """The real `kgen` console script's command line, and its environment (this backend)."""
+    kgen = Path(sys.executable).with_name("kgen")
+    return [str(kgen), *map(str, args)], {**os.environ, "KERAS_BACKEND": BACKEND, **(env or {})}
+
+
 def run_kgen(*args: str, env: dict | None = None, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     """The real `kgen` console script in a subprocess."""
-    kgen = Path(sys.executable).with_name("kgen")
-    full_env = {**os.environ, "KERAS_BACKEND": BACKEND, **(env or {})}
-    return subprocess.run([str(kgen), *args], capture_output=True, text=True, env=full_env, timeout=timeout, **kwargs)
+    command, full_env = _kgen_command(args, env)
+    return subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=timeout, **kwargs)
+
+
+def start_kgen(*args, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    """The real `kgen` console script, started and left running: the caller waits for it or kills it."""
+    command, full_env = _kgen_command(args, env)
+    return subprocess.Popen(command, text=True, env=full_env, **kwargs)

@@ -1,13 +1,22 @@
 """`kgen export`: SavedModels for TF Serving from runs trained on this backend, one per family,
 checked in a fresh process (the CLI's --check) and again here; versions, atomic writes, warmup
-records, the op check and bad input."""
+records, the op check and bad input; the modes of a published version, a full disk, and signals
+(nothing left behind, no child process left running)."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
+import signal
+import stat
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -15,7 +24,7 @@ import tensorflow as tf
 from keras import ops
 from PIL import Image
 
-from conftest import BACKEND, invoke, run_kgen
+from conftest import BACKEND, invoke, run_kgen, start_kgen
 from kgen import export as kgen_export
 from kgen.models import Ability, can
 from kgen.runs import Run, load_model
@@ -45,18 +54,26 @@ def one_line_error(result, code: int = 2) -> str:
     return lines[0]
 
 
+def train_tiny(family: str, run_dir: Path, dataset: Path) -> Path:
+    """A run of the family's tiny network, one step of training on this backend."""
+    model, options, _ = FAMILIES[family]
+    result = invoke("train", model, "--dataset", dataset, "--epochs", 1, "--steps-per-epoch", 1,
+                    "--validation-steps", 1, "--batch-size", 16, "--run-dir", run_dir, *options)
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
 @pytest.fixture(scope="module")
 def runs(idx_folder, tmp_path_factory) -> dict[str, Path]:
     """One tiny run per family, trained on this backend."""
     root = tmp_path_factory.mktemp("runs")
-    found = {}
-    for family, (model, options, _) in FAMILIES.items():
-        run_dir = root / family
-        result = invoke("train", model, "--dataset", idx_folder, "--epochs", 1, "--steps-per-epoch", 1,
-                        "--validation-steps", 1, "--batch-size", 16, "--run-dir", run_dir, *options)
-        assert result.exit_code == 0, result.output
-        found[family] = run_dir
-    return found
+    return {family: train_tiny(family, root / family, idx_folder) for family in FAMILIES}
+
+
+@pytest.fixture(scope="module")
+def ae_run(idx_folder, tmp_path_factory) -> Path:
+    """One tiny ae run, for the tests that only need something to export (``runs`` trains eight)."""
+    return train_tiny("ae", tmp_path_factory.mktemp("ae") / "run", idx_folder)
 
 
 @dataclass
@@ -114,14 +131,14 @@ def test_signatures_names_shapes_and_dtypes(exported, runs, family):
                 assert shape_of(info) == image, (name, key)
     conditional = {"label"} if can(model, Ability.CONDITIONAL) else set()
     if "encode" in defs:
-        assert set(defs["encode"].outputs) == set(getattr(model, "encode_output_names", ["code"]))
+        assert set(defs["encode"].outputs) == set(model.encode_output_names or ["code"])
         code = shape_of(next(iter(defs["encode"].outputs.values())))
         assert shape_of(defs["decode"].inputs["code"]) == code
     if "generate" in defs:
         assert set(defs["generate"].inputs) == {"latent", *conditional}
     if "sample" in defs:  # a latent comes back when the model draws one (not the RBM's Gibbs chains)
         assert set(defs["sample"].inputs) == {"seed", *conditional}
-        assert ("latent" in defs["sample"].outputs) == hasattr(model, "sample_latent")
+        assert ("latent" in defs["sample"].outputs) == can(model, Ability.GENERATE)
     if family == "classifier":
         assert shape_of(defs["classify"].outputs["probabilities"]) == (-1, 10)
         assert "png_bytes" not in defs["classify"].outputs
@@ -345,6 +362,18 @@ def test_a_failure_mid_export_leaves_no_version(runs, exported, tmp_path, monkey
     assert [p.name for p in model_dir.iterdir()] == ["3"]
 
 
+def test_a_failure_removes_every_folder_the_call_made(runs, tmp_path, monkeypatch):
+    """Two runs of two names into a new folder: a failure removes both model folders, then the
+    folders above them that this call made (one model folder must not keep the other's parents)."""
+    def crash(*args, **kwargs):
+        raise kgen_export.ExportFailed("simulated crash while writing")
+
+    monkeypatch.setattr(kgen_export, "export_here", crash)
+    monkeypatch.setattr(kgen_export, "_tensorflow_process", crash)
+    one_line_error(invoke("export", runs["ae"], runs["vae"], "--out", tmp_path / "new" / "out"), code=1)
+    assert not (tmp_path / "new").exists()
+
+
 # -- bad input ---------------------------------------------------------------------------------------
 def test_bad_input_is_one_line_and_writes_nothing(runs, exported, tmp_path):
     out = exported.out
@@ -365,7 +394,7 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, exported, tmp_path):
         ((tmp_path / "missing",), "no run at"),
         ((corrupt,), "config.json is corrupt"),
         ((no_model,), "has no model.keras yet"),
-        ((broken,), "model.keras cannot be loaded"),
+        ((broken,), "model.keras is corrupt"),
         ((runs["ae"], "--signature", "sample"), "unknown signature 'sample' for model 'ae'; it has: reconstruct"),
         ((runs["ae"], "--version", "2"), f"{exported.names['ae']}/2 exists; versions are never overwritten (next free: 3)"),
         ((runs["ae"], "--version", "0"), "--version must be a positive integer"),
@@ -390,3 +419,202 @@ def test_bad_input_through_the_console_script(runs, tmp_path):
     result = run_kgen("export", "--list", "--out", str(tmp_path / "nothing"))
     assert result.returncode == 0 and "no exports in" in result.stdout
     assert not list(tmp_path.iterdir())
+
+
+# -- modes, a full disk, signals --------------------------------------------------------------------
+def test_a_version_has_the_modes_the_umask_gives(ae_run, tmp_path):
+    """TF Serving often runs as another user: a published version (the folder and everything in it)
+    has the modes a plain mkdir and a plain file get under the umask, not mkdtemp's private 0700."""
+    previous = os.umask(0o027)  # not the usual 022: the modes must follow the umask, not be fixed
+    try:
+        result = invoke("export", ae_run, "--out", tmp_path / "out")
+    finally:
+        os.umask(previous)
+    assert result.exit_code == 0, result.output
+    (version,) = (tmp_path / "out").glob("*/1")
+    assert (version / "saved_model.pb").is_file() and (version / "variables").is_dir()
+    modes = {path: stat.S_IMODE(path.stat().st_mode) for path in [version, *version.rglob("*")]}
+    wrong = {str(path.relative_to(version)): oct(mode) for path, mode in modes.items()
+             if mode != (0o750 if path.is_dir() else 0o640)}
+    assert wrong == {}
+
+
+# A sitecustomize.py that replaces kgen.export.write_savedmodel in every Python started with it on
+# PYTHONPATH: the kgen console script and its TensorFlow subprocess (not --check's process, which
+# runs with -I). The replacement writes part of the SavedModel, then does what a test needs.
+WRITER_HOOK = """
+import kgen.export
+
+def write_savedmodel(model, plan, path):
+    (path / "saved_model.pb").write_bytes(b"partial")
+{body}
+
+kgen.export.write_savedmodel = write_savedmodel
+"""
+DISK_FULL = """\
+    import tensorflow as tf  # what TensorFlow's SaveV2 raises on a full disk
+    raise tf.errors.ResourceExhaustedError(None, None, f"{path}/variables/variables_temp/part-00000-of-00001"
+                                           ".data-00000-of-00001.tempstate1; No space left on device [Op:SaveV2]")"""
+STUCK = """\
+    import time
+    while True:
+        time.sleep(60)"""
+
+
+def stuck(tmp: Path) -> bool:
+    """Whether STUCK holds the writer of ``tmp`` (kgen, or its TensorFlow subprocess) for good."""
+    try:
+        return (tmp / "saved_model.pb").read_bytes() == b"partial"
+    except OSError:
+        return False
+
+
+def kgen_env(tmp_path: Path, hook: str | None = None) -> dict[str, str]:
+    """The environment of a kgen process: TMPDIR a folder of its own (where its scratch folder
+    goes), and WRITER_HOOK with ``hook`` in place of writing a SavedModel."""
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    env = {"TMPDIR": str(tmpdir)}
+    if hook is not None:
+        hooks = tmp_path / "hooks"
+        hooks.mkdir()
+        (hooks / "sitecustomize.py").write_text(WRITER_HOOK.format(body=hook))
+        env["PYTHONPATH"] = os.pathsep.join([str(hooks), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return env
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(ae_run, tmp_path):
+    """TensorFlow runs out of space writing the variables (in kgen on TensorFlow, in its TensorFlow
+    subprocess on JAX and PyTorch): one line naming the file, exit 1 (a failure while running, not
+    bad input), no temporary or model folder, no scratch folder."""
+    env = kgen_env(tmp_path, DISK_FULL)
+    out = tmp_path / "out"
+    result = run_kgen("export", str(ae_run), "--out", str(out), env=env)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    model_dir = out / kgen_export.default_name(Run.open(ae_run).config())
+    assert len(lines) == 1 and lines[0].startswith(f"kgen: error: no space left on device: {model_dir}/.tmp-1-"), lines
+    assert lines[0].endswith(".tempstate1; nothing was exported")
+    assert not out.exists() and not list(Path(env["TMPDIR"]).iterdir())
+
+
+@pytest.mark.parametrize("error, reason, where", [
+    (OSError(errno.ENOSPC, "No space left on device"), "no space left on device", None),  # write() of an open file
+    (OSError(errno.EDQUOT, "Disk quota exceeded", "/srv/m/1/x.json"), "disk quota exceeded", "/srv/m/1/x.json"),
+    (tf.errors.ResourceExhaustedError(None, None, "{{function_node __wrapped__SaveV2}} /srv/m/1/v.tempstate7; "
+                                      "No space left on device [Op:SaveV2]"), "no space left on device",
+     "/srv/m/1/v.tempstate7"),
+])
+def test_refused_writes_say_what_and_where(tmp_path, error, reason, where):
+    """An OSError (with or without its file) or TensorFlow's OpError for an errno: one line."""
+    with pytest.raises(kgen_export.ExportFailed) as failed:
+        with kgen_export._writing(tmp_path):
+            raise error
+    assert str(failed.value) == f"{reason}: {where or tmp_path}; nothing was exported"
+    with pytest.raises(tf.errors.InvalidArgumentError):  # not a refused write: a bug, it propagates
+        with kgen_export._writing(tmp_path):
+            raise tf.errors.InvalidArgumentError(None, None, "Incompatible shapes: [2] vs. [3]")
+
+
+def holding(marker: str) -> dict[int, str]:
+    """Live processes (zombies left out) whose command line holds ``marker``: pid -> command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:  # it ended meanwhile
+            continue
+        if marker.encode() in command and state != "Z":
+            found[int(entry.name)] = command.decode(errors="replace").replace("\0", " ")
+    return found
+
+
+def wait_for(what: str, found: Callable, proc: subprocess.Popen | None = None, deadline: float = 600):
+    """Poll ``found()`` until it returns something true, and return that. ``proc`` must not end
+    first; the deadline is generous: it only keeps a broken test from hanging."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = found()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"kgen ended (exit {proc.returncode}) before {what}")
+        time.sleep(0.05)
+    pytest.fail(f"waited {deadline:.0f} s for {what}")
+
+
+@pytest.fixture
+def leftovers():
+    """Register kgen processes (``.procs``) and markers of their children (``.markers``): at teardown,
+    whatever a failed test left running is killed, by pid (the markers are unique temporary folders)."""
+    registry = SimpleNamespace(procs=[], markers=[])
+    yield registry
+    for proc in registry.procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for marker in registry.markers:
+        for pid in holding(marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def start_export(ae_run: Path, out: Path, env: dict, leftovers, *options: str) -> tuple[subprocess.Popen, Path]:
+    """`kgen [OPTIONS] export RUN --out OUT --check` in a session of its own (so that a signal to its
+    process group reaches kgen and its children only), once it has made its temporary folder."""
+    proc = start_kgen(*options, "export", ae_run, "--out", out, "--check", env=env, start_new_session=True,
+                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    leftovers.procs.append(proc)
+    tmp = wait_for("a temporary version folder", lambda: next(out.glob("*/.tmp-*"), None), proc)
+    leftovers.markers.append(tmp.name)  # in the arguments of both children
+    return proc, tmp
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds processes in /proc")
+@pytest.mark.parametrize("signum, stage", [(signal.SIGTERM, "write"), (signal.SIGINT, "write"),
+                                           (signal.SIGTERM, "check")])
+def test_a_signal_leaves_nothing_behind(ae_run, tmp_path, leftovers, signum, stage):
+    """SIGTERM (to kgen) or Ctrl-C (SIGINT to its process group) while the SavedModel is written
+    (by kgen on TensorFlow, by its TensorFlow subprocess on JAX and PyTorch; kept writing by STUCK)
+    or while --check's process runs: one line, exit 128 + signum, no temporary or model folder, no
+    scratch folder, and no child process still running."""
+    env = kgen_env(tmp_path, STUCK if stage == "write" else None)
+    out = tmp_path / "out"
+    proc, tmp = start_export(ae_run, out, env, leftovers)
+    if stage == "write":
+        wait_for("STUCK writing the SavedModel", lambda: stuck(tmp), proc)
+    else:
+        checker = wait_for("the --check process", lambda: [pid for pid, command in holding(tmp.name).items()
+                                                             if " -I " in command], proc)
+        os.kill(checker[0], signal.SIGSTOP)  # it can neither finish before the signal nor end by itself after it
+    children = holding(tmp.name)
+    assert children or (stage == "write" and BACKEND == "tensorflow")  # TensorFlow writes in kgen itself
+    if signum == signal.SIGINT:
+        os.killpg(proc.pid, signum)
+    else:
+        os.kill(proc.pid, signum)
+    _, stderr = proc.communicate(timeout=600)
+    by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+    assert stderr.strip().splitlines() == [f"kgen: error: interrupted{by}; no unfinished export was left behind"]
+    assert proc.returncode == 128 + signum
+    assert not holding(tmp.name), children  # killed and reaped, not orphaned
+    assert not out.exists()  # the temporary folder, and the folders this call made for it
+    assert not list(Path(env["TMPDIR"]).iterdir())  # the scratch folder, --check's folder
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds processes in /proc")
+def test_the_tensorflow_process_ends_when_kgen_is_killed(ae_run, tmp_path, leftovers):
+    """SIGKILL gives kgen no chance to clean up (its temporary folder stays); its TensorFlow
+    subprocess, kept writing by STUCK, sees it was orphaned and ends instead of writing on."""
+    backend = "jax" if BACKEND == "tensorflow" else BACKEND  # one that exports from a subprocess
+    proc, tmp = start_export(ae_run, tmp_path / "out", kgen_env(tmp_path, STUCK), leftovers, "--backend", backend)
+    wait_for("STUCK writing the SavedModel", lambda: stuck(tmp), proc)
+    assert holding(tmp.name)
+    proc.kill()
+    proc.wait()
+    wait_for("the end of the orphaned TensorFlow process", lambda: not holding(tmp.name), deadline=120)
