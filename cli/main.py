@@ -460,17 +460,18 @@ def export(
     png: bool = typer.Option(False, "--png", help="Image signatures also return PNG bytes (png_bytes; base64 over REST)."),
     list_: bool = typer.Option(False, "--list", help="List the models and versions under --out instead."),
 ) -> None:
+    from cli import export_report
     from kgen import export as kgen_export
 
     if list_:
         if runs:
             fail("--list takes no run")
-        typer.echo(kgen_export.format_listing(kgen_export.list_exports(out), out))
+        typer.echo(export_report.format_listing(kgen_export.list_exports(out), out))
         return
     results = run_guarded(kgen_export.export_runs, runs or [], out, name, version, signature, warmup, check, png,
                           interrupted="no unfinished export was left behind")
     for result in results:
-        typer.echo(kgen_export.describe(result))
+        typer.echo(export_report.describe(result))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,6 +26,8 @@ from PIL import Image
 
 from conftest import BACKEND, invoke, run_kgen, start_kgen
 from kgen import export as kgen_export
+from kgen.export import publish, savedmodel
+from kgen.export.common import writing
 from kgen.models import Ability, can
 from kgen.runs import Run, load_model
 
@@ -271,7 +273,7 @@ def test_graphs_hold_native_tensorflow_ops_only(exported, family):
 
 
 def test_the_op_check_refuses_python_and_xla_ops(exported, monkeypatch):
-    monkeypatch.setattr(kgen_export, "graph_ops", lambda path: {"MatMul", "XlaCallModule", "EagerPyFunc"})
+    monkeypatch.setattr(savedmodel, "graph_ops", lambda path: {"MatMul", "XlaCallModule", "EagerPyFunc"})
     with pytest.raises(kgen_export.ExportFailed, match="EagerPyFunc, XlaCallModule"):
         kgen_export.check_ops(exported.path("ae"))
 
@@ -349,8 +351,8 @@ def test_a_failure_mid_export_leaves_no_version(runs, exported, tmp_path, monkey
         (tmp / "saved_model.pb").write_bytes(b"partial")
         raise kgen_export.ExportFailed("simulated crash while writing")
 
-    monkeypatch.setattr(kgen_export, "export_here", half_written)
-    monkeypatch.setattr(kgen_export, "_tensorflow_process", half_written)
+    monkeypatch.setattr(publish, "export_here", half_written)
+    monkeypatch.setattr(publish, "tensorflow_process", half_written)
     result = invoke("export", runs["ae"], "--out", tmp_path / "out")
     assert "simulated crash" in one_line_error(result, code=1)
     assert seen[0].startswith(".tmp-1-")  # hidden: TF Serving ignores non-numeric folders
@@ -368,8 +370,8 @@ def test_a_failure_removes_every_folder_the_call_made(runs, tmp_path, monkeypatc
     def crash(*args, **kwargs):
         raise kgen_export.ExportFailed("simulated crash while writing")
 
-    monkeypatch.setattr(kgen_export, "export_here", crash)
-    monkeypatch.setattr(kgen_export, "_tensorflow_process", crash)
+    monkeypatch.setattr(publish, "export_here", crash)
+    monkeypatch.setattr(publish, "tensorflow_process", crash)
     one_line_error(invoke("export", runs["ae"], runs["vae"], "--out", tmp_path / "new" / "out"), code=1)
     assert not (tmp_path / "new").exists()
 
@@ -439,17 +441,17 @@ def test_a_version_has_the_modes_the_umask_gives(ae_run, tmp_path):
     assert wrong == {}
 
 
-# A sitecustomize.py that replaces kgen.export.write_savedmodel in every Python started with it on
+# A sitecustomize.py that replaces kgen.export.savedmodel.write_savedmodel in every Python started with it on
 # PYTHONPATH: the kgen console script and its TensorFlow subprocess (not --check's process, which
 # runs with -I). The replacement writes part of the SavedModel, then does what a test needs.
 WRITER_HOOK = """
-import kgen.export
+import kgen.export.savedmodel
 
 def write_savedmodel(model, plan, path):
     (path / "saved_model.pb").write_bytes(b"partial")
 {body}
 
-kgen.export.write_savedmodel = write_savedmodel
+kgen.export.savedmodel.write_savedmodel = write_savedmodel
 """
 DISK_FULL = """\
     import tensorflow as tf  # what TensorFlow's SaveV2 raises on a full disk
@@ -508,11 +510,11 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(ae_run, tmp_path):
 def test_refused_writes_say_what_and_where(tmp_path, error, reason, where):
     """An OSError (with or without its file) or TensorFlow's OpError for an errno: one line."""
     with pytest.raises(kgen_export.ExportFailed) as failed:
-        with kgen_export._writing(tmp_path):
+        with writing(tmp_path):
             raise error
     assert str(failed.value) == f"{reason}: {where or tmp_path}; nothing was exported"
     with pytest.raises(tf.errors.InvalidArgumentError):  # not a refused write: a bug, it propagates
-        with kgen_export._writing(tmp_path):
+        with writing(tmp_path):
             raise tf.errors.InvalidArgumentError(None, None, "Incompatible shapes: [2] vs. [3]")
 
 
