@@ -1,11 +1,12 @@
 # Two commands on a fresh machine: `make demo` and `make test` (both create .venv when missing).
+# `make test` ends with `make docs`: the documentation site built with `mkdocs build --strict`.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 BACKENDS := tensorflow jax torch
 DEMO_EPOCHS ?= 10
 
-.PHONY: setup demo test bench clean-venv
+.PHONY: setup demo test docs bench clean-venv
 
 setup: $(VENV)/.installed
 
@@ -34,6 +35,12 @@ test: setup
 		echo "=== pytest on KERAS_BACKEND=$$backend"; \
 		KERAS_BACKEND=$$backend $(JAX_CACHE) $(PY) -m pytest -q $(PYTEST_ARGS); \
 	done
+	@$(MAKE) --no-print-directory docs
+
+# The documentation site (mkdocs.yml, docs/) into site/ (git-ignored). --strict: a warning (a broken link or
+# anchor, a page left out of the nav) fails it; docs/hooks/models.py writes the models page from the catalog.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 bench: setup
 	$(PY) benchmarks/train_throughput.py
