@@ -58,7 +58,7 @@ class AAE(AE):
     abilities = frozenset({Ability.RECONSTRUCT, Ability.ENCODE, Ability.DECODE, Ability.GENERATE, Ability.SAMPLE, Ability.CONDITIONAL, Ability.LABELLED_GENERATOR, Ability.LABELLED_RECONSTRUCTION, Ability.CLASSIFY, Ability.CLUSTER, Ability.CODE_PRIOR})
     search_space = {"hidden": AE_WIDTH, "disc_width": Choice(128, 256, 512), "adversarial_weight": log_range(0.1, 10.0)}
     options = (
-        Option("mode", str, "unsupervised", "what the labels do (see the README)", choices=MODES),
+        Option("mode", str, "unsupervised", "what the labels do (see docs/models.md)", choices=MODES),
         Option("prior", str, "gaussian", "p(z) of the (style) code", choices=priors.PRIORS),
         Option("latent_dim", int, None, "size of the (style) code z (default: 2 for mixture and swiss-roll, else 8)",
                minimum=1),
