@@ -614,7 +614,9 @@ def test_the_tensorflow_process_ends_when_kgen_is_killed(ae_run, tmp_path, lefto
     """SIGKILL gives kgen no chance to clean up (its temporary folder stays); its TensorFlow
     subprocess, kept writing by STUCK, sees it was orphaned and ends instead of writing on."""
     backend = "jax" if BACKEND == "tensorflow" else BACKEND  # one that exports from a subprocess
-    proc, tmp = start_export(ae_run, tmp_path / "out", kgen_env(tmp_path, STUCK), leftovers, "--backend", backend)
+    # The backend by environment, not --backend: the hook imports kgen.export (and Keras) at start-up.
+    env = {**kgen_env(tmp_path, STUCK), "KERAS_BACKEND": backend}
+    proc, tmp = start_export(ae_run, tmp_path / "out", env, leftovers)
     wait_for("STUCK writing the SavedModel", lambda: stuck(tmp), proc)
     assert holding(tmp.name)
     proc.kill()

@@ -133,7 +133,8 @@ def test_train_sample_evaluate_tune_and_export_work_end_to_end(model, idx_folder
     assert result.exit_code == 0, result.output
     assert "fid" in result.output and (model == "lsgan" or "reconstruction_mse" in result.output)
     result = invoke("tune", model, "--dataset", idx_folder, "--max-trials", 1, "--epochs", 1, "--steps-per-epoch", 2,
-                    "--batch-size", 16, "--best-grids", 0, "--tuner-dir", tmp_path / "tune", *CASES[model])
+                    "--batch-size", 16, "--best-grids", 0, "--tuner-dir", tmp_path / "tune", "--eval-samples", 64,
+                    *(["--classifier", judge] if model == "lsgan" else []), *CASES[model])  # lsgan's objective: fid
     assert result.exit_code == 0, result.output
     result = invoke("export", run_dir, "--out", tmp_path / "exports")
     assert result.exit_code == 0, result.output

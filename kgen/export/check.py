@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from kgen.export import checker
 from kgen.export.common import CHECK_BATCHES, TOLERANCE, ExportFailed
 from kgen.export.processes import run_child
 from kgen.export.signatures import Signature
 
-# The checker's program: the text of checker.py, run with python -I -c (kgen is not importable there).
-CHECKER = Path(checker.__file__).read_text()
+# The checker's program: the text of checker.py (a program, never imported), run with python -I -c
+# (kgen is not importable there).
+CHECKER = Path(__file__).with_name("checker.py").read_text()
 
 
 def run_checker(jobs: list[dict], empty: Path) -> list[dict]:
