@@ -102,7 +102,7 @@ def ais_steps(model, v, log_w, compensation, betas, base_bias, noise_h, noise_v)
         v = ops.cast(ops.take(noise_v, k, axis=0) < ops.sigmoid(visible), "float32")
         return v, total, compensation
 
-    return ops.fori_loop(0, int(noise_h.shape[0]), step, (v, log_w, compensation))
+    return ops.fori_loop(0, ops.shape(noise_h)[0], step, (v, log_w, compensation))
 
 
 def ais_log_weights(model, betas: np.ndarray, base_bias: np.ndarray, runs: int, seed: int = 0,

@@ -24,6 +24,8 @@ import numpy as np
 from keras import ops
 from scipy.optimize import linear_sum_assignment
 
+from kgen.metrics.compiled import compiled_batches
+
 
 def matched_accuracy(codes: np.ndarray, labels: np.ndarray, num_codes: int | None = None,
                      num_classes: int | None = None) -> tuple[float, np.ndarray]:
@@ -42,26 +44,28 @@ def matched_accuracy(codes: np.ndarray, labels: np.ndarray, num_codes: int | Non
     return float(counts[rows, cols].sum() / len(codes)), mapping
 
 
-def _report(accuracy: float, mapping: np.ndarray, examples: int) -> dict:
-    return {"code_accuracy": accuracy, "code_error": 1.0 - accuracy, "code_examples": float(examples),
-            "code_to_class": [int(c) for c in mapping]}
+def _report(accuracy: float, mapping: np.ndarray, examples: int, prefix: str = "") -> dict:
+    """The figures, numbers as floats and the map as text ("3,0,2,1": the class of code 0, 1, ...; -1 unmatched),
+    as ``kgen.runs.Run.record`` stores them."""
+    return {f"{prefix}code_accuracy": accuracy, f"{prefix}code_error": 1.0 - accuracy,
+            f"{prefix}code_examples": float(examples), f"{prefix}code_to_class": ",".join(str(int(c)) for c in mapping)}
+
+
+def q_logits(model, x):
+    """The InfoGAN Q head's categorical logits for images x (keras.ops)."""
+    return model.q_head(model.features(ops.convert_to_tensor(x, "float32")))[:, : model.code_sizes[1]]
 
 
 def q_codes(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
     """argmax of the InfoGAN Q head's categorical logits for images x (in the model's data range)."""
-    _, categories, _ = model.code_sizes
-    out = []
-    for start in range(0, len(x), batch_size):
-        logits = model.q_head(model.features(ops.convert_to_tensor(x[start : start + batch_size], "float32")))
-        out.append(np.argmax(ops.convert_to_numpy(logits)[:, :categories], axis=1))
-    return np.concatenate(out)
+    return np.argmax(compiled_batches(model, q_logits, x, batch_size), axis=1)
 
 
 def q_code_accuracy(model, x: np.ndarray, labels: np.ndarray, num_classes: int | None = None) -> dict:
     """Classification by the categorical code of real images (Chen et al. 2016, section 7.1).
 
     Returns ``code_accuracy``, ``code_error``, ``code_examples`` and ``code_to_class`` (the matched
-    class of each code value, -1 if none)."""
+    class of each code value, -1 if none, comma-separated)."""
     accuracy, mapping = matched_accuracy(q_codes(model, x), labels, model.code_sizes[1], num_classes)
     return _report(accuracy, mapping, len(x))
 
@@ -81,22 +85,19 @@ def generated_code_accuracy(model, classifier, per_code: int = 1000, seed: int =
     ``predict_proba``; images rescaled from the generator's data range to the classifier's) and match
     codes to predicted classes. Draws from ``np.random.default_rng(seed)``.
 
-    Returns ``code_accuracy``, ``code_error``, ``code_examples`` and ``code_to_class``."""
+    Returns ``generated_code_accuracy``, ``generated_code_error``, ``generated_code_examples`` and
+    ``generated_code_to_class`` (named apart from ``q_code_accuracy``'s figures, so both can be reported)."""
     from kgen.metrics.report import rescale
 
     rng = np.random.default_rng(seed)
     categories = model.code_sizes[1]
-    codes, predicted = [], []
-    for code in range(categories):
-        latent = code_latents(model, code, per_code, rng)
-        for start in range(0, per_code, batch_size):
-            images = ops.convert_to_numpy(model.generate(latent[start : start + batch_size]))
-            images = rescale(images, model.hparams["data_range"], classifier.hparams["data_range"])
-            predicted.append(np.argmax(ops.convert_to_numpy(classifier.predict_proba(images)), axis=1))
-        codes.append(np.full(per_code, code))
-    accuracy, mapping = matched_accuracy(np.concatenate(codes), np.concatenate(predicted), categories,
-                                         getattr(classifier, "num_classes", None))
-    return _report(accuracy, mapping, categories * per_code)
+    latent = np.concatenate([code_latents(model, code, per_code, rng) for code in range(categories)])
+    images = compiled_batches(model, lambda m, z: m.generate(z), latent, batch_size)
+    images = rescale(images, model.hparams["data_range"], classifier.hparams["data_range"])
+    predicted = np.argmax(compiled_batches(classifier, lambda c, x: c.predict_proba(x), images, batch_size), axis=1)
+    codes = np.repeat(np.arange(categories), per_code)
+    accuracy, mapping = matched_accuracy(codes, predicted, categories, getattr(classifier, "num_classes", None))
+    return _report(accuracy, mapping, categories * per_code, prefix="generated_")
 
 
-__all__ = ["code_latents", "generated_code_accuracy", "matched_accuracy", "q_code_accuracy", "q_codes"]
+__all__ = ["code_latents", "generated_code_accuracy", "matched_accuracy", "q_code_accuracy", "q_codes", "q_logits"]

@@ -43,4 +43,19 @@ def compiled(model, fn: Callable, **state) -> Callable[..., np.ndarray]:
     return run
 
 
-__all__ = ["compiled"]
+def compiled_batches(model, fn: Callable, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """``fn(model, batch)`` over x in batches of one shape (the last one padded with copies of x[0], the
+    padding dropped): one compilation whatever len(x) is."""
+    x = np.asarray(x)
+    batch_size = max(1, min(batch_size, len(x)))
+    run = compiled(model, fn)
+    out = []
+    for start in range(0, len(x), batch_size):
+        rows = x[start : start + batch_size]
+        if len(rows) < batch_size:
+            rows = np.concatenate([rows, np.repeat(x[:1], batch_size - len(rows), axis=0)])
+        out.append(np.asarray(run(rows))[: min(batch_size, len(x) - start)])
+    return np.concatenate(out)
+
+
+__all__ = ["compiled", "compiled_batches"]

@@ -81,15 +81,15 @@ def log_importance_weights(model, x, eps):
     """
     x = ops.convert_to_tensor(x, "float32")
     eps = ops.convert_to_tensor(eps, "float32")
-    batch, samples, latent = (int(d) for d in eps.shape)
+    samples = ops.shape(eps)[1]
     mean, log_var = model.encode(x, training=False)
     mean, log_var = mean[:, None, :], log_var[:, None, :]
     z = mean + ops.exp(0.5 * log_var) * eps  # (B, S, L)
     log_q = log_normal_diag(z, mean, log_var)
     log_prior = log_standard_normal(z)
-    flat_z = ops.reshape(z, (batch * samples, latent))
+    flat_z = ops.reshape(z, (-1, int(model.latent_dim)))
     flat_x = ops.repeat(x, samples, axis=0)  # row b*S + s is example b
-    log_px_z = ops.reshape(decoder_log_likelihood(model, flat_x, flat_z), (batch, samples))
+    log_px_z = ops.reshape(decoder_log_likelihood(model, flat_x, flat_z), (-1, samples))
     return log_px_z + log_prior - log_q
 
 
