@@ -1,4 +1,10 @@
-"""TensorFlow shell: one GradientTape per phase, then the phase optimizer's apply."""
+"""TensorFlow shell: one GradientTape per phase, then the phase optimizer's apply.
+
+Under a ``tf.distribute`` strategy Keras runs ``train_step`` once per replica, each on its slice of
+the global batch. Each phase then averages its gradients and the scalars it logs over the replicas
+with one ``all_reduce`` (``_replica_mean``), so every replica applies the update a single device
+would compute on the whole batch, and logs the global values.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +15,61 @@ import tensorflow as tf
 from kgen.backend.common import PhasedTrainerBase
 
 
+def _replicas():
+    """The replica context when the step runs on more than one replica, else None."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return None
+    return context
+
+
+def _replica_mean(context, grads: list, metrics: dict) -> tuple[list, dict]:
+    """Mean over the replicas of the phase's gradients and logged scalars, in ONE all_reduce call.
+
+    With equal slices of B/R examples, the mean over replicas of per-slice mean losses is the mean
+    over the global batch, and so are its gradients: (1/R) sum_r grad L_r = grad L_B.
+    Gradients that are None (variables the loss does not reach) stay None, as on one device.
+    """
+    present = [g for g in grads if g is not None]
+    names = list(metrics)
+    scalars = [tf.cast(metrics[n], tf.float32) for n in names]
+    reduced = context.all_reduce(tf.distribute.ReduceOp.SUM, present + scalars)
+    scale = 1.0 / context.num_replicas_in_sync
+    summed_grads, summed_scalars = reduced[: len(present)], reduced[len(present):]
+    it = iter(summed_grads)
+    mean_grads = [None if g is None else next(it) * tf.cast(scale, g.dtype) for g in grads]
+    mean_metrics = {n: tf.cast(s * scale, metrics[n].dtype) for n, s in zip(names, summed_scalars)}
+    return mean_grads, mean_metrics
+
+
+def _already_reduced(optimizer) -> None:
+    """Stop Keras's TF optimizer from summing the gradients over the replicas again.
+
+    ``TFOptimizer.apply`` all-reduces (SUM) the gradients it gets inside a replica context
+    (``_all_reduce_sum_gradients``, keras/src/backend/tensorflow/optimizer.py) and expects a loss
+    scaled by 1/R. The shell has already averaged them (together with the metrics, in one collective),
+    so for the optimizers it drives that reduction becomes the identity. The variable update itself
+    still runs through Keras's merge_call/``extended.update``, which keeps every mirrored copy (and the
+    optimizer's slots) identical.
+    """
+    if not getattr(optimizer, "_kgen_reduces_gradients", False):
+        object.__setattr__(optimizer, "_all_reduce_sum_gradients", lambda grads_and_vars: list(grads_and_vars))
+        object.__setattr__(optimizer, "_kgen_reduces_gradients", True)
+
+
 class PhasedTrainer(PhasedTrainerBase):
     def train_step(self, data):
+        context = _replicas()
         for phase in self.phases:
             optimizer = self._optimizer_of(phase)
+            if context is not None:
+                _already_reduced(optimizer)
             for _ in range(phase.repeats):
                 with tf.GradientTape() as tape:
                     loss, metrics = phase.loss(data, True)
                 grads = tape.gradient(loss, phase.variables)
+                if context is not None:
+                    grads, metrics = _replica_mean(context, grads, metrics)
                 optimizer.apply(grads, phase.variables)
                 self._update_trackers(metrics)
                 self._track_gradient_norm(phase, grads)
