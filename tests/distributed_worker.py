@@ -53,69 +53,59 @@ def batch_noise():
     """While active, the GAN's z and the AAE's prior draws are fixed functions of the batch's examples.
 
     The phase losses record their batch; ``sample_latent`` / ``sample_prior`` / ``priors.categorical``
-    then map each example x to tanh(P x) (a fixed projection P) instead of drawing noise.
+    then map each example x to tanh(P x) (a fixed projection P) instead of drawing noise. The record
+    is per thread: MirroredStrategy traces each replica's step in its own thread.
     """
-    import keras
+    import threading
+
     from keras import ops
 
-    from kgen.models import AAE, GAN, aae, priors
+    from kgen.models import AAE, GAN, priors
     from kgen.models.base import batch_inputs
 
-    def noise_of_batch(model, n, width, seed):
-        batch = model.__dict__["_noise_batch"]
+    stash = threading.local()
+
+    def noise_of_batch(n, width, seed):
+        batch = stash.batch
         features = int(np.prod(batch.shape[1:]))
         x = ops.reshape(batch, (-1, features))  # n rows, one per example
         return ops.tanh(ops.matmul(x, ops.convert_to_tensor(_projection(features, width, seed))))
 
     def recording(loss):
         def wrapped(self, data, training):
-            object.__setattr__(self, "_noise_batch", batch_inputs(data))
+            stash.batch = batch_inputs(data)
             try:
                 return loss(self, data, training)
             finally:
-                self.__dict__.pop("_noise_batch", None)
+                stash.batch = None
         return wrapped
 
+    def active(seed=None):
+        return seed is None and getattr(stash, "batch", None) is not None
+
     def gan_latent(self, n, seed=None):
-        if seed is not None or "_noise_batch" not in self.__dict__:
-            return original["gan_latent"](self, n, seed)
-        return noise_of_batch(self, n, self.latent_dim, 1)
+        return noise_of_batch(n, self.latent_dim, 1) if active(seed) else original["gan_latent"](self, n, seed)
 
     def aae_prior(self, n, labels=None, seed=None):
-        if seed is not None or "_noise_batch" not in self.__dict__:
-            return original["aae_prior"](self, n, labels, seed)
-        return noise_of_batch(self, n, self.latent_dim, 2)
-
-    current = {}
+        return noise_of_batch(n, self.latent_dim, 2) if active(seed) else original["aae_prior"](self, n, labels, seed)
 
     def categorical(n, categories, seed=None):
-        model = current.get("aae")
-        if model is None:
+        if not active():
             return original["categorical"](n, categories, seed)
-        return ops.one_hot(ops.argmax(noise_of_batch(model, n, categories, 3), axis=-1), categories)
-
-    def aae_discriminator(self, data, training):
-        current["aae"] = self
-        try:
-            return original["aae_discriminator"](self, data, training)
-        finally:
-            current.pop("aae", None)
+        return ops.one_hot(ops.argmax(noise_of_batch(n, categories, 3), axis=-1), categories)
 
     original = {"gan_latent": GAN.sample_latent, "aae_prior": AAE.sample_prior, "categorical": priors.categorical,
-                "gan_d": GAN.discriminator_loss, "gan_g": GAN.generator_loss,
-                "aae_discriminator": AAE.discriminator_loss}
+                "gan_d": GAN.discriminator_loss, "gan_g": GAN.generator_loss, "aae_d": AAE.discriminator_loss}
     GAN.sample_latent, AAE.sample_prior, priors.categorical = gan_latent, aae_prior, categorical
-    GAN.discriminator_loss = recording(original["gan_d"])
-    GAN.generator_loss = recording(original["gan_g"])
-    AAE.discriminator_loss = recording(aae_discriminator)
-    assert aae.priors is priors and keras is not None
+    GAN.discriminator_loss, GAN.generator_loss = recording(original["gan_d"]), recording(original["gan_g"])
+    AAE.discriminator_loss = recording(original["aae_d"])
     try:
         yield
     finally:
         GAN.sample_latent, AAE.sample_prior, priors.categorical = (
             original["gan_latent"], original["aae_prior"], original["categorical"])
         GAN.discriminator_loss, GAN.generator_loss = original["gan_d"], original["gan_g"]
-        AAE.discriminator_loss = original["aae_discriminator"]
+        AAE.discriminator_loss = original["aae_d"]
 
 
 def build(case: str):
@@ -188,7 +178,7 @@ def train_case(case: str, distribution, initial: list[np.ndarray]) -> dict:
         after_more = numpy_of(state_variables(model))
     logs = {"first": {k: float(v[-1]) for k, v in first.items()},
             "more": {k: float(v[-1]) for k, v in more.items()}}
-    return {"first": after_first, "more": after_more, "logs": logs,
+    return {"first": after_first, "more": after_more, "logs": logs, "paths": [v.path for v in state_variables(model)],
             "inconsistent": inconsistent_copies(state_variables(model)), "model": model}
 
 
@@ -215,7 +205,7 @@ def save(path: Path, result: dict) -> None:
     arrays = {f"first_{i}": a for i, a in enumerate(result["first"])}
     arrays.update({f"more_{i}": a for i, a in enumerate(result["more"])})
     np.savez(path.with_suffix(".npz"), **arrays)
-    path.with_suffix(".json").write_text(json.dumps({k: result[k] for k in ("logs", "inconsistent", "info")}))
+    path.with_suffix(".json").write_text(json.dumps({k: result[k] for k in ("logs", "inconsistent", "info", "paths")}))
 
 
 def load(path: Path) -> dict:

@@ -153,39 +153,47 @@ class Distribution:
                 f"the global batch must be a multiple of {self.num_replicas}")
         return global_batch_size // self.num_replicas
 
-    def distribute_dataset(self, dataset, global_batch_size: int):
+    def distribute_dataset(self, dataset, global_batch_size: int, num_examples: int | None = None):
         """What ``fit()`` / ``evaluate()`` get on this process, from the global pipeline.
 
-        ``dataset`` yields global batches of ``global_batch_size`` and must produce the same batches
-        in the same order on every process (same seed). Under distribution the last, partial batch
-        of each pass is dropped (every replica needs an equal, non-empty share; a replica without data
-        would leave the others waiting in the all-reduce). Then:
+        ``dataset`` yields global batches of ``global_batch_size`` and must produce the same batches in
+        the same order on every process (same seed). ``num_examples`` (examples per pass) tells how
+        many batches are full; without it a finite dataset's last batch is read once to find out.
+
+        Under distribution only full global batches are used: the last, partial batch of a pass is
+        dropped (every replica needs an equal share, and a replica without data would leave the others
+        waiting in the all-reduce), and the number of batches stays known to Keras (its TF trainer,
+        when it has to run into the end of a distributed dataset to find it, leaves the replicas
+        inconsistent: the last, empty step still runs some of its updates on some replicas). Then:
 
         * JAX, one process: the global batches; Keras splits each over the local devices.
-        * JAX / torch, several processes: process p keeps slice p of every global batch
-          (``rebatch(B / P).shard(P, p)``): every process reads the whole stream and discards the
-          other slices, so the data order does not depend on the number of processes.
-        * TensorFlow: a ``tf.distribute`` dataset made by ``distribute_datasets_from_function``
-          (no tf.data auto-sharding): worker w keeps slice w (as above), cut into per-replica
-          slices handed to its local replicas in order.
+        * JAX / torch, several processes: process p gets slice p of every global batch (examples
+          [p B/P, (p+1) B/P)): every process reads the whole stream and keeps its slice, so the data
+          order does not depend on the number of processes.
+        * TensorFlow: ``strategy.experimental_distribute_dataset`` with tf.data's DATA auto-shard
+          policy: each global batch is cut into R per-replica slices of B/R and each worker keeps its
+          replicas' slices (with one replica per worker, worker w gets slice w).
         """
         if not self.is_distributed:
             return dataset
-        per_replica = self.per_replica_batch_size(global_batch_size)
-        dataset = dataset.rebatch(global_batch_size, drop_remainder=True)
-        processes, index = self.num_processes, self.process_index
+        import tensorflow as tf
 
-        def process_slice(ds):
-            if processes == 1:
-                return ds
-            return ds.rebatch(global_batch_size // processes).shard(processes, index)
-
+        self.per_replica_batch_size(global_batch_size)
+        full = dataset.take(_full_batches(dataset, global_batch_size, num_examples))
         if self.kind in ("tf-mirrored", "tf-multi-worker"):
-            def per_worker(context):
-                return process_slice(dataset).rebatch(per_replica)
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+            return self.engine.experimental_distribute_dataset(full.with_options(options))
+        if self.num_processes == 1:
+            return full
+        size = global_batch_size // self.num_processes
+        begin = self.process_index * size
 
-            return self.engine.distribute_datasets_from_function(per_worker)
-        return process_slice(dataset)
+        def process_slice(*batch):
+            sliced = tf.nest.map_structure(lambda t: t[begin : begin + size], batch)
+            return sliced if len(sliced) > 1 else sliced[0]
+
+        return full.map(process_slice)  # a map keeps the number of batches known
 
     # -- coordination helpers for the caller -------------------------------------------
     def from_chief(self, array):
@@ -333,6 +341,27 @@ def wait_for_coordinator(address: str, timeout: float) -> None:
                     f"the coordinator {address} did not answer within {timeout:g} s (start process 0 first, "
                     "check the address and the firewall, or raise the timeout)") from None
             time.sleep(0.2)
+
+
+def _full_batches(dataset, global_batch_size: int, num_examples: int | None) -> int:
+    """How many full global batches one pass of ``dataset`` yields (-1: it repeats forever)."""
+    import tensorflow as tf
+
+    count = int(dataset.cardinality())
+    if count == tf.data.INFINITE_CARDINALITY:
+        return -1  # take(-1) keeps everything; fit() runs --steps-per-epoch batches
+    if num_examples is not None:
+        full = num_examples // global_batch_size
+        return full if count < 0 else min(full, count)
+    if count == tf.data.UNKNOWN_CARDINALITY:
+        raise DistributionError("cannot tell how many batches the data have; pass the number of examples")
+    if count == 0:
+        return 0
+    static = tf.nest.flatten(dataset.element_spec)[0].shape[0]
+    if static == global_batch_size:
+        return count
+    last = tf.nest.flatten(next(iter(dataset.skip(count - 1))))[0]
+    return count if int(tf.shape(last)[0]) == global_batch_size else count - 1
 
 
 def _seed_states(model: keras.Model) -> list:

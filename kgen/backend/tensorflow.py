@@ -57,7 +57,23 @@ def _already_reduced(optimizer) -> None:
         object.__setattr__(optimizer, "_kgen_reduces_gradients", True)
 
 
+def _for_multi_worker(logs: dict) -> dict:
+    """Logs Keras 3.15.1 can reduce over MultiWorkerMirroredStrategy workers.
+
+    Its TF trainer reduces each logged value with ``strategy.reduce("MEAN", v, axis=0)`` there, which
+    fails for scalars ("Invalid reduction dimension 0 for input with 0 dimensions", tensorflow#72388).
+    As a length-1 vector per replica the same call averages over the replicas and returns a scalar.
+    """
+    strategy = tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode():
+        return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+    return logs
+
+
 class PhasedTrainer(PhasedTrainerBase):
+    def test_step(self, data):
+        return _for_multi_worker(super().test_step(data))
+
     def train_step(self, data):
         context = _replicas()
         for phase in self.phases:
@@ -74,7 +90,20 @@ class PhasedTrainer(PhasedTrainerBase):
                 self._update_trackers(metrics)
                 self._track_gradient_norm(phase, grads)
         self.optimizer.iterations.assign_add(1)
-        return self._tracker_results()
+        return _for_multi_worker(self._tracker_results())
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Skip Keras's build-from-a-batch when there is nothing left to build.
+
+        Under a tf.distribute strategy Keras's TF trainer takes a batch from the dataset at the start
+        of fit()/evaluate() and MEAN-reduces it over the replicas, only to build the model
+        symbolically. kgen's models are built in their constructor and ``compile`` builds every phase
+        optimizer, so this does nothing for them; and the reduce fails under MultiWorkerMirroredStrategy
+        with one device per worker (Keras 3.15.1: "Attempt to convert a value (PerReplica...)").
+        """
+        if all(layer.built for layer in self._flatten_layers()) and (self.optimizer is None or self.optimizer.built):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
 
 def input_gradient(fn: Callable, x):
