@@ -57,7 +57,7 @@ def child(devices: int, batch: int, steps: int) -> dict:
     from kgen.backend import distribution as kgen_distribution
 
     backend = keras.backend.backend()
-    if devices > 1 and backend != "torch" and not _accelerators(backend):
+    if devices > 1 and backend != "torch" and not _accelerators():
         kgen_distribution.virtual_cpu_devices(devices)
     distribution = kgen_distribution.configure(devices if backend != "torch" else None)
     import numpy as np
@@ -95,14 +95,9 @@ def child(devices: int, batch: int, steps: int) -> dict:
             "parameters": gradient_values, "process": distribution.process_index}
 
 
-def _accelerators(backend: str) -> bool:
-    if backend == "jax":
-        import jax
-
-        return jax.default_backend() != "cpu"
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
+def _accelerators() -> bool:
+    """GPUs or TPUs on this machine? (Asked of /dev: asking JAX or TF would start them too early.)"""
+    return any(Path(path).exists() for path in ("/dev/nvidia0", "/dev/accel0"))
 
 
 def _all_reduce_seconds(distribution, size: int, repeats: int = 20) -> float:
@@ -163,11 +158,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def measure(backend: str, devices: int, batch: int, steps: int, timeout: float) -> dict:
+def measure(backend: str, devices: int, batch: int, steps: int, timeout: float, threads: int | None = None) -> dict:
     """Run ``child`` in fresh process(es) and return rank 0's result."""
     command = [sys.executable, __file__, "--child", str(devices), "--batch", str(batch), "--steps", str(steps)]
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
     ranks = [{}]
+    if backend == "torch":
+        # CPU processes share the cores: each gets its share of threads unless --threads says
+        # (torchrun itself sets OMP_NUM_THREADS=1 when it starts several processes).
+        env["OMP_NUM_THREADS"] = str(threads or max(1, (os.cpu_count() or 1) // devices))
     if backend == "torch" and devices > 1:
         port = str(free_port())
         ranks = [{"RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(devices), "MASTER_ADDR": "127.0.0.1",
@@ -193,6 +192,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch: threads per process (default: the cores divided by the processes)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -204,7 +205,7 @@ def main() -> None:
     rows = []
     print(f"{'devices':>7} {'engine':>18} {'step ms':>9} {'samples/s':>10} {'all-reduce ms':>14} {'share':>6}")
     for count in [int(d) for d in args.devices.split(",")]:
-        row = measure(backend, count, args.batch, args.steps, args.timeout)
+        row = measure(backend, count, args.batch, args.steps, args.timeout, args.threads)
         rows.append(row)
         share = row["all_reduce_ms"] / row["step_ms"] if row["step_ms"] else 0.0
         print(f"{row['devices']:>7} {row['kind']:>18} {row['step_ms']:>9.2f} {row['samples_per_s']:>10.0f} "

@@ -33,11 +33,37 @@ FIRST_STEPS, MORE_STEPS = 1, 2
 LEARNING_RATE = 1e-2  # large, so that a missing or doubled all-reduce shows in every variable
 
 
+@contextlib.contextmanager
+def float64():
+    """Every run computes in float64 (Keras's floatx; JAX's x64 mode).
+
+    The property is exact in real arithmetic; float32 would add rounding differences between
+    summing a batch's gradient in one piece and in R pieces, which reach 1e-5 relative in variables
+    whose gradient is a difference of nearly equal terms (the AAE's discriminators after one step).
+    In float64 they are ~1e-12, so any real difference (a missing, doubled or wrong all-reduce, a
+    wrong slice of the batch) stands out at the 1e-5 tolerance."""
+    import keras
+
+    previous = keras.config.floatx()
+    keras.config.set_floatx("float64")
+    if keras.backend.backend() == "jax":
+        import jax
+
+        x64 = jax.enable_x64(True)
+    else:
+        x64 = contextlib.nullcontext()
+    try:
+        with x64:
+            yield
+    finally:
+        keras.config.set_floatx(previous)
+
+
 def data(case: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x, y) for training (3 global batches) and validation (2 batches), in the model's range."""
     rng = np.random.default_rng(7)
     n = (FIRST_STEPS + MORE_STEPS) * GLOBAL_BATCH
-    x = rng.random((n + 2 * GLOBAL_BATCH, *SHAPE)).astype("float32")
+    x = rng.random((n + 2 * GLOBAL_BATCH, *SHAPE))  # float64, as the models compute
     if case.startswith("gan"):
         x = 2.0 * x - 1.0
     y = rng.integers(0, 3, len(x)).astype("int32")
@@ -45,7 +71,7 @@ def data(case: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _projection(inputs: int, outputs: int, seed: int):
-    return np.random.default_rng(seed).normal(size=(inputs, outputs)).astype("float32") / np.sqrt(inputs)
+    return np.random.default_rng(seed).normal(size=(inputs, outputs)) / np.sqrt(inputs)
 
 
 @contextlib.contextmanager
@@ -153,8 +179,11 @@ def inconsistent_copies(variables) -> list[str]:
     return bad
 
 
-def train_case(case: str, distribution, initial: list[np.ndarray]) -> dict:
-    """Load ``initial``, train FIRST_STEPS then MORE_STEPS global batches; states and logs after each."""
+def train_case(case: str, distribution, initial: list[np.ndarray], steps_per_execution: int = 1) -> dict:
+    """Load ``initial``, train FIRST_STEPS then MORE_STEPS global batches; states and logs after each.
+
+    ``steps_per_execution`` > 1: JAX runs the steps in one compiled call (TensorFlow under
+    tf.distribute and torch run 1, see Distribution.max_steps_per_execution)."""
     import tensorflow as tf
 
     x, y, vx, vy = data(case)
@@ -167,7 +196,7 @@ def train_case(case: str, distribution, initial: list[np.ndarray]) -> dict:
     with noise:
         with distribution.scope():
             model = build(case)
-            model.compile(learning_rate=LEARNING_RATE)
+            model.compile(learning_rate=LEARNING_RATE, steps_per_execution=steps_per_execution)
             for v, value in zip(state_variables(model), initial, strict=True):
                 v.assign(value)
         distribution.prepare(model)
@@ -225,6 +254,7 @@ def main() -> None:
     parser.add_argument("--coordinator", default=None)
     parser.add_argument("--num-processes", type=int, default=None)
     parser.add_argument("--process-id", type=int, default=None)
+    parser.add_argument("--steps-per-execution", type=int, default=1)
     args = parser.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -237,17 +267,22 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     initial = np.load(args.init)
+    with float64():
+        run_cases(args, distribution, initial, out)
+    distribution.barrier()
+    distribution.shutdown()
+    print("worker done", distribution.describe(), flush=True)
+
+
+def run_cases(args, distribution, initial, out: Path) -> None:
     for case in args.cases.split(","):
         values = [initial[f"{case}_{i}"] for i in range(sum(1 for k in initial.files if k.startswith(case + "_")))]
-        result = train_case(case, distribution, values)
+        result = train_case(case, distribution, values, args.steps_per_execution)
         result["info"] = {"kind": distribution.kind, "replicas": distribution.num_replicas,
                           "process": distribution.process_index, "processes": distribution.num_processes}
         if case == "gan-real":
             np.save(out / f"noise-{distribution.process_index}.npy", noise_draws(result["model"], distribution))
         save(out / f"{case}-{distribution.process_index}", result)
-    distribution.barrier()
-    distribution.shutdown()
-    print("worker done", distribution.describe(), flush=True)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,16 @@ class Distribution:
     def is_distributed(self) -> bool:
         return self.num_replicas > 1
 
+    @property
+    def max_steps_per_execution(self) -> int | None:
+        """The most training steps per compiled call the engine runs correctly (None: no limit).
+
+        TensorFlow under tf.distribute: 1. Keras 3.15.1 runs several steps as a tf.while_loop with a
+        tf.cond around each step, and the optimizer's merge_call inside that cond fails ("You must
+        feed a value for placeholder tensor 'while/cond/Placeholder'", keras#19246; a plain
+        Sequential model under MirroredStrategy fails the same way)."""
+        return 1 if self.kind in ("tf-mirrored", "tf-multi-worker") else None
+
     def describe(self) -> str:
         """One line for the user: engine, replicas, processes."""
         if not self.is_distributed:
@@ -106,13 +116,8 @@ class Distribution:
     @contextlib.contextmanager
     def scope(self) -> Iterator[None]:
         """Build, compile and load the model inside this (variables are created on every replica)."""
-        if self.kind == "jax-data-parallel":
-            with self.engine.scope():
-                yield
-        elif self.kind in ("tf-mirrored", "tf-multi-worker"):
-            with self.engine.scope():
-                yield
-        else:
+        # keras.distribution.DataParallel.scope() / tf.distribute.Strategy.scope(); torch has nothing to enter.
+        with self.engine.scope() if self.engine is not None else contextlib.nullcontext():
             yield
 
     def prepare(self, model: keras.Model) -> None:
@@ -244,6 +249,7 @@ def configure(
     num_processes: int | None = None,
     process_id: int | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    global_batch_size: int | None = None,
 ) -> Distribution:
     """The engine for the active Keras backend. Call before any data, model or tensor is created.
 
@@ -253,19 +259,24 @@ def configure(
     with ``num_processes`` and ``process_id``; without them, the launcher's environment decides
     (torch: torchrun's RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT; TensorFlow: TF_CONFIG; JAX:
     KERAS_DISTRIBUTION_JOB_ADDRESSES/_NUM_PROCESSES/_PROCESS_ID). ``timeout``: seconds to wait for
-    the coordinator and the other processes. Raises DistributionError (a ValueError) with a
-    one-line message for settings that cannot work.
+    the coordinator and the other processes. ``global_batch_size``: checked at once (the replicas
+    must share it equally). Raises DistributionError (a ValueError) with a one-line message for
+    settings that cannot work.
     """
     if timeout <= 0:
         raise DistributionError(f"the distribution timeout must be > 0 s, got {timeout}")
     backend = keras.backend.backend()
     if backend == "jax":
-        return _configure_jax(devices, coordinator, num_processes, process_id, timeout)
-    if backend == "tensorflow":
-        return _configure_tf(devices, coordinator, num_processes, process_id, timeout)
-    if backend == "torch":
-        return _configure_torch(devices, coordinator, num_processes, process_id, timeout)
-    raise DistributionError(f"kgen distributes on tensorflow, jax and torch, not {backend}")
+        distribution = _configure_jax(devices, coordinator, num_processes, process_id, timeout)
+    elif backend == "tensorflow":
+        distribution = _configure_tf(devices, coordinator, num_processes, process_id, timeout)
+    elif backend == "torch":
+        distribution = _configure_torch(devices, coordinator, num_processes, process_id, timeout)
+    else:
+        raise DistributionError(f"kgen distributes on tensorflow, jax and torch, not {backend}")
+    if global_batch_size is not None:
+        distribution.per_replica_batch_size(global_batch_size)
+    return distribution
 
 
 def virtual_cpu_devices(n: int) -> None:
@@ -278,7 +289,11 @@ def virtual_cpu_devices(n: int) -> None:
     if backend == "jax":
         import jax
 
-        jax.config.update("jax_num_cpu_devices", n)
+        try:
+            jax.config.update("jax_num_cpu_devices", n)
+        except RuntimeError:
+            raise DistributionError("JAX has already started; split the CPU before anything else runs "
+                                    "(or set JAX_NUM_CPU_DEVICES before starting)") from None
     elif backend == "tensorflow":
         import tensorflow as tf
 

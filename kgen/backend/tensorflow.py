@@ -24,7 +24,8 @@ def _replicas():
 
 
 def _replica_mean(context, grads: list, metrics: dict) -> tuple[list, dict]:
-    """Mean over the replicas of the phase's gradients and logged scalars, in ONE all_reduce call.
+    """Mean over the replicas of the phase's gradients and logged scalars, in ONE all_reduce call
+    (per dtype).
 
     With equal slices of B/R examples, the mean over replicas of per-slice mean losses is the mean
     over the global batch, and so are its gradients: (1/R) sum_r grad L_r = grad L_B.
@@ -32,14 +33,29 @@ def _replica_mean(context, grads: list, metrics: dict) -> tuple[list, dict]:
     """
     present = [g for g in grads if g is not None]
     names = list(metrics)
-    scalars = [tf.cast(metrics[n], tf.float32) for n in names]
-    reduced = context.all_reduce(tf.distribute.ReduceOp.SUM, present + scalars)
+    scalars = [tf.convert_to_tensor(metrics[n]) for n in names]
+    scalars = [m if m.dtype.is_floating else tf.cast(m, tf.float32) for m in scalars]
+    reduced = _all_reduce_sum(context, present + scalars)
     scale = 1.0 / context.num_replicas_in_sync
     summed_grads, summed_scalars = reduced[: len(present)], reduced[len(present):]
     it = iter(summed_grads)
     mean_grads = [None if g is None else next(it) * tf.cast(scale, g.dtype) for g in grads]
     mean_metrics = {n: tf.cast(s * scale, metrics[n].dtype) for n, s in zip(names, summed_scalars)}
     return mean_grads, mean_metrics
+
+
+def _all_reduce_sum(context, tensors: list) -> list:
+    """Sum over the replicas: one all_reduce call per dtype present (one in plain float32 training;
+    TF packs the tensors of a call into one buffer, which needs a single dtype)."""
+    groups: dict = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault(t.dtype, []).append(i)
+    out = [None] * len(tensors)
+    for indices in groups.values():
+        summed = context.all_reduce(tf.distribute.ReduceOp.SUM, [tensors[i] for i in indices])
+        for i, value in zip(indices, summed):
+            out[i] = value
+    return out
 
 
 def _already_reduced(optimizer) -> None:

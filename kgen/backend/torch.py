@@ -10,6 +10,7 @@ forward only, which kgen's phases (calling sub-networks directly) would bypass.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -25,12 +26,14 @@ def _world_size() -> int:
 def _process_mean(tensors: list, world: int) -> list:
     """Mean over the processes of ``tensors``, as one bucketed all_reduce.
 
-    The tensors are flattened into a single float32 buffer (one collective per phase instead of one
+    The tensors are flattened into a single buffer (one collective per phase instead of one
     per variable), summed over the processes, divided by the world size and cut back into their
     shapes and dtypes. With equal slices of B/P examples, the mean of the per-slice mean losses'
     gradients is the gradient of the mean loss on the global batch.
     """
-    flat = torch.cat([t.detach().reshape(-1).to(torch.float32) for t in tensors])
+    # The widest dtype present, at least float32 (bfloat16/float16 gradients are summed in float32).
+    dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors), torch.float32)
+    flat = torch.cat([t.detach().reshape(-1).to(dtype) for t in tensors])
     torch.distributed.all_reduce(flat)
     flat /= world
     out, start = [], 0
@@ -71,18 +74,19 @@ class PhasedTrainer(PhasedTrainerBase):
         return self._tracker_results()
 
     def test_step(self, data):
-        """No gradients; across processes, every phase's scalars averaged in one all_reduce."""
+        """No gradients; across processes, every phase's logged scalars averaged in one all_reduce."""
         world = _world_size()
         if world == 1:
             return super().test_step(data)
-        metrics = {}
+        logged = []  # each phase's metrics, in phase order (as _evaluate_phases updates the trackers)
         for phase in self.phases:
-            _, phase_metrics = phase.loss(data, False)
-            metrics.update(phase_metrics)
-        if metrics:
-            names = list(metrics)
-            values = _process_mean([torch.as_tensor(metrics[n]).detach() for n in names], world)
-            self._update_trackers(dict(zip(names, values)))
+            _, metrics = phase.loss(data, False)
+            logged.append(metrics)
+        values = [torch.as_tensor(v).detach() for metrics in logged for v in metrics.values()]
+        if values:
+            reduced = iter(_process_mean(values, world))
+            for metrics in logged:
+                self._update_trackers({name: next(reduced) for name in metrics})
         return self._tracker_results(training=False)
 
 
