@@ -50,6 +50,7 @@ __all__ = [
     "DualAveraging",
     "HMCResult",
     "Trajectory",
+    "compiled",
     "effective_sample_size",
     "find_reasonable_step_size",
     "hmc",
@@ -57,6 +58,7 @@ __all__ = [
     "leapfrog",
     "log_prob_and_grad",
     "monte_carlo_standard_error",
+    "potential_scale_reduction",
 ]
 
 LogProb = Callable[[object], object]  # (chains, D) tensor -> (chains,) tensor of log densities
@@ -119,11 +121,13 @@ def leapfrog(log_prob: LogProb, q, p, step_size: float, n_steps: int, inverse_ma
 
 
 class _TrajectoryProgram(keras.Model):
-    """A leapfrog trajectory as one call: {q, p, grad, step_size, inverse_mass, n_steps} ->
-    {q, p, grad, log_prob} at the end point (and, with ``max_record`` set, the positions along the way).
+    """A leapfrog trajectory as one call: {q, p, grad, step_size, inverse_mass, n_steps, refresh, record}
+    -> {q, p, grad, log_prob} at the end point, plus with ``max_record`` the positions along the way.
 
-    Run through ``predict_on_batch`` so that Keras compiles it on each backend; ``n_steps`` is an input
-    (a while loop), so jittering the trajectory length does not recompile."""
+    Run through ``predict_on_batch`` so that Keras compiles it once per sampler on each backend: ``n_steps``
+    is an input (a while loop), so jittering the trajectory length does not recompile, and the flags are
+    inputs too. ``refresh`` = 1 recomputes grad log pi(q) first (the sampler's first call, with n_steps =
+    0, is how it evaluates the starting points); ``record`` = 1 writes the positions into the buffer."""
 
     def __init__(self, log_prob: LogProb, max_record: int = 0, jit_compile: bool | str = "auto"):
         super().__init__(name="hmc_trajectory")
@@ -136,18 +140,24 @@ class _TrajectoryProgram(keras.Model):
     def call(self, inputs):
         step_size, inverse_mass = inputs["step_size"][0], inputs["inverse_mass"][0]
         n_steps = ops.cast(inputs["n_steps"][0], "int32")
-        state = (inputs["q"], inputs["p"], inputs["grad"])
+        q, p = inputs["q"], inputs["p"]
+        grad = ops.cond(inputs["refresh"][0] > 0, lambda: _grad_log_prob(self.log_prob_fn, q),
+                        lambda: inputs["grad"])
+        state = (q, p, grad)
         if self.max_record:
             # Positions along the path land in a fixed buffer, row i + 1 after step i (a where on a
-            # one-hot row works in every backend's compiled loop, unlike a dynamic slice update).
+            # one-hot row works in every backend's compiled loop, unlike a dynamic slice update), only
+            # when recording: the buffer is (L_max + 1) x chains x D, more work than a cheap gradient.
             rows = ops.reshape(ops.arange(self.max_record + 1), (-1, 1, 1))
-            state = state + (ops.where(rows == 0, inputs["q"][None], ops.zeros_like(inputs["q"])[None]),)
+            recording = inputs["record"][0] > 0
+            state = state + (ops.where(rows == 0, q[None], ops.zeros_like(q)[None]),)
 
         def body(i, state):
             q, p, grad = _leapfrog_step(self.log_prob_fn, *state[:3], step_size, inverse_mass)
             if not self.max_record:
                 return q, p, grad
-            return q, p, grad, ops.where(rows == i + 1, q[None], state[3])
+            path = ops.cond(recording, lambda: ops.where(rows == i + 1, q[None], state[3]), lambda: state[3])
+            return q, p, grad, path
 
         state = ops.fori_loop(0, n_steps, body, state)
         out = {"q": state[0], "p": state[1], "grad": state[2], "log_prob": self.log_prob_fn(state[0])}
@@ -156,19 +166,31 @@ class _TrajectoryProgram(keras.Model):
         return out
 
 
-class _ValueAndGradProgram(keras.Model):
-    """q -> {log_prob, grad}, compiled like the trajectory."""
+class _FunctionProgram(keras.Model):
+    """x -> fn(x), compiled like the trajectory (see :func:`compiled`)."""
 
-    def __init__(self, log_prob: LogProb, jit_compile: bool | str = "auto"):
-        super().__init__(name="hmc_value_and_grad")
-        self.log_prob_fn = log_prob
+    def __init__(self, fn: Callable, jit_compile: bool | str = "auto"):
+        super().__init__(name="compiled_function")
+        self.fn = fn
         self.built = True
         if jit_compile != "auto":
             self.jit_compile = jit_compile
 
     def call(self, inputs):
-        q = inputs["q"]
-        return {"log_prob": self.log_prob_fn(q), "grad": _grad_log_prob(self.log_prob_fn, q)}
+        return self.fn(inputs["x"])
+
+
+def compiled(fn: Callable, jit_compile: bool | str = "auto") -> Callable[[np.ndarray], np.ndarray]:
+    """``fn`` (a batch of float32 rows -> tensors, in keras.ops) as a numpy -> numpy function that Keras
+    compiles per backend, as the sampler's trajectories are: for evaluating a density or a decoder on
+    many points (eager JAX and TensorFlow dispatch op by op). Each new input shape compiles once."""
+    program = _FunctionProgram(fn, jit_compile)
+
+    def call(x):
+        out = program.predict_on_batch({"x": np.asarray(x, "float32")})
+        return np.asarray(out) if not isinstance(out, dict) else {k: np.asarray(v) for k, v in out.items()}
+
+    return call
 
 
 def log_prob_and_grad(log_prob: LogProb, q) -> tuple[np.ndarray, np.ndarray]:
@@ -268,6 +290,10 @@ class HMCResult:
         """Effective sample size of each coordinate, all chains together."""
         return effective_sample_size(self.samples, split=split)
 
+    def rhat(self) -> np.ndarray:
+        """Split R-hat of each coordinate."""
+        return potential_scale_reduction(self.samples)
+
 
 def _kinetic(p: np.ndarray, inverse_mass: np.ndarray) -> np.ndarray:
     """K(p) = 1/2 p^T M^{-1} p per chain (Neal 2011, eq. 5.13, diagonal M)."""
@@ -284,32 +310,35 @@ def _log_accept(log_prob0, p0, log_prob1, p1, inverse_mass) -> np.ndarray:
 
 
 class _Sampler:
-    """The compiled programs for one target density plus the numpy-side bookkeeping."""
+    """The compiled trajectory program for one target density, and the count of gradient evaluations."""
 
     def __init__(self, log_prob: LogProb, max_record: int, jit_compile: bool | str):
-        self.trajectory = _TrajectoryProgram(log_prob, jit_compile=jit_compile)
-        self.value_and_grad = _ValueAndGradProgram(log_prob, jit_compile=jit_compile)
-        self.recorder = _TrajectoryProgram(log_prob, max_record=max_record, jit_compile=jit_compile) if max_record else None
+        self.program = _TrajectoryProgram(log_prob, max_record=max_record, jit_compile=jit_compile)
         self.grad_evals = 0
 
-    def evaluate(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = self.value_and_grad.predict_on_batch({"q": q})
-        self.grad_evals += 1
-        return np.asarray(out["log_prob"], "float64"), np.asarray(out["grad"], "float32")
-
-    def run(self, q, p, grad, step_size: float, inverse_mass: np.ndarray, n_steps: int, record: bool = False):
-        program = self.recorder if record else self.trajectory
-        out = program.predict_on_batch({
-            "q": q, "p": p, "grad": grad,
-            "step_size": np.full((1,), step_size, "float32"),
-            "inverse_mass": inverse_mass[None].astype("float32"),
-            "n_steps": np.full((1,), n_steps, "int32"),
+    def _call(self, q, p, grad, step_size: float, inverse_mass, n_steps: int, refresh: bool, record: bool) -> dict:
+        flag = lambda value: np.full((1,), float(value), "float32")  # noqa: E731
+        out = self.program.predict_on_batch({
+            "q": q, "p": p, "grad": grad, "step_size": flag(step_size),
+            "inverse_mass": np.asarray(inverse_mass, "float32")[None],
+            "n_steps": np.full((1,), n_steps, "int32"), "refresh": flag(refresh), "record": flag(record),
         })
-        self.grad_evals += n_steps
+        self.grad_evals += n_steps + int(refresh)
         out = {k: np.asarray(v) for k, v in out.items()}
         out["log_prob"] = out["log_prob"].astype("float64")
+        return out
+
+    def evaluate(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """log pi(q) and its gradient at the starting points."""
+        zeros = np.zeros_like(q)
+        out = self._call(q, zeros, zeros, 0.0, np.ones(q.shape[-1]), 0, refresh=True, record=False)
+        return out["log_prob"], out["grad"]
+
+    def run(self, q, p, grad, step_size: float, inverse_mass: np.ndarray, n_steps: int, record: bool = False) -> dict:
+        out = self._call(q, p, grad, step_size, inverse_mass, n_steps, refresh=False, record=record)
+        path = out.pop("path", None)
         if record:
-            out["path"] = out["path"][: n_steps + 1]
+            out["path"] = path[: n_steps + 1]
         return out
 
 
@@ -467,6 +496,27 @@ def _autocovariance(x: np.ndarray) -> np.ndarray:
     return np.fft.irfft(spectrum * np.conj(spectrum), n=size, axis=0)[:n] / n
 
 
+def _split(x: np.ndarray) -> np.ndarray:
+    """(n, m, k) -> (n // 2, 2m, k): each chain cut into its first and last halves."""
+    half = x.shape[0] // 2
+    return np.concatenate([x[:half], x[x.shape[0] - half:]], axis=1)
+
+
+def potential_scale_reduction(draws, split: bool = True) -> np.ndarray:
+    """R-hat = sqrt(var+ / W) per coordinate (Gelman & Rubin 1992; Bayesian Data Analysis 3rd ed., eq.
+    11.4, split chains as in Vehtari et al. 2021, Section 4.1 "basic" R-hat): about 1 when the chains agree,
+    above 1.01 a sign that they have not mixed. Needs at least two (split) chains."""
+    x, event = _chains_first_axis(draws)
+    if split:
+        x = _split(x)
+    n = x.shape[0]
+    within = x.var(axis=0, ddof=1).mean(axis=0)
+    var_plus = within * (n - 1.0) / n + x.mean(axis=0).var(axis=0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rhat = np.sqrt(var_plus / within)
+    return np.where(within > 0, rhat, 1.0).reshape(event)
+
+
 def integrated_autocorrelation_time(draws, split: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """tau = 1 + 2 sum_{t>=1} rho_t per coordinate and the lag where Geyer's sequence was truncated.
 
@@ -485,8 +535,7 @@ def integrated_autocorrelation_time(draws, split: bool = True) -> tuple[np.ndarr
     chains)."""
     x, event = _chains_first_axis(draws)
     if split:
-        half = x.shape[0] // 2
-        x = np.concatenate([x[:half], x[x.shape[0] - half:]], axis=1)
+        x = _split(x)
     n, m, _ = x.shape
     if n < 4:
         raise ValueError(f"need at least 4 draws per (split) chain, got {n}")

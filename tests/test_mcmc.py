@@ -116,8 +116,9 @@ def test_hmc_recovers_the_moments_of_a_correlated_gaussian(gaussian_run):
     assert result.samples.shape == (150, 32, 2) and np.isfinite(result.samples).all()
     for name, (estimate, truth, mcse) in moment_checks(result.samples).items():
         assert abs(estimate - truth) < Z * mcse, f"{name}: {estimate:.4f} vs {truth:.4f} (MCSE {mcse:.4f})"
-    # HMC mixes well here: each coordinate's ESS is a sizeable part of the 4,800 draws.
+    # HMC mixes well here: each coordinate's ESS is a sizeable part of the 4,800 draws, the chains agree.
     assert (result.ess() > 1000).all()
+    assert (result.rhat() < 1.01).all()
 
 
 def test_hmc_bookkeeping(gaussian_run):
@@ -238,13 +239,16 @@ def test_ess_of_one_iid_chain():
     assert abs(ess / draws.size - 1) < ess_tolerance(draws)
 
 
-def test_ess_sees_chains_that_do_not_mix():
+def test_ess_and_rhat_see_chains_that_do_not_mix():
     """Four i.i.d. chains around different centres: each chain alone looks perfect, but together they
-    estimate the mean badly; the between-chain variance makes the ESS collapse."""
+    estimate the mean badly; the between-chain variance makes the ESS collapse and R-hat exceed 1."""
     rng = np.random.default_rng(6)
     draws = rng.normal(size=(2000, 4)) + np.array([-3.0, -1.0, 1.0, 3.0])
     assert mcmc.effective_sample_size(draws[:, :1]) > 1500
     assert mcmc.effective_sample_size(draws) < 0.01 * draws.size
+    assert mcmc.potential_scale_reduction(draws) > 2.0
+    # Agreeing chains: R-hat - 1 is O(1/n) (here n = 1000 draws per split chain, 8 split chains).
+    assert abs(mcmc.potential_scale_reduction(rng.normal(size=(2000, 4))) - 1.0) < 0.01
 
 
 def test_monte_carlo_standard_error_of_ar1_mean():
