@@ -3,7 +3,7 @@
 HMC (Duane et al. 1987; Neal 2011, "MCMC using Hamiltonian dynamics", Handbook of MCMC ch. 5) samples a
 density pi(q) on R^D by simulating Hamiltonian dynamics with potential U(q) = -log pi(q) and kinetic
 energy K(p) = 1/2 p^T M^{-1} p, then accepting the end point with the Metropolis probability
-min(1, exp(H(q, p) - H(q', p'))), H = U + K (Neal 2011, eq. 5.2 and Section 5.3.2).
+min(1, exp(H(q, p) - H(q', p'))), H = U + K (Neal 2011, Section 5.3).
 
 - The dynamics are integrated with the leapfrog scheme (Neal 2011, eqs. 5.18-5.20); its map is volume
   preserving and, with the momentum negated, its own inverse, which is what makes the Metropolis
@@ -11,7 +11,7 @@ min(1, exp(H(q, p) - H(q', p'))), H = U + K (Neal 2011, eq. 5.2 and Section 5.3.
 - The step size is tuned during warm-up by dual averaging (Hoffman & Gelman 2014, "The No-U-Turn
   Sampler", JMLR 15, Section 3.2.1 and Algorithm 5; gamma = 0.05, t0 = 10, kappa = 0.75), starting
   from the heuristic of their Algorithm 4.
-- The number of leapfrog steps is fixed or jittered uniformly around its value (Neal 2011, Section 5.4.2.2:
+- The number of leapfrog steps is fixed or jittered uniformly around its value (Neal 2011, Section 5.4:
   randomising the trajectory length avoids periodic orbits).
 - The mass matrix is diagonal; it is given, or estimated from the draws of a warm-up window (Stan's
   windowed adaptation, simplified to one slow window; Stan Reference Manual, "HMC algorithm parameters").
@@ -28,7 +28,7 @@ numpy between trajectories.
 
 Effective sample size: :func:`effective_sample_size` is the multi-chain estimator of Stan and ArviZ
 (Gelman et al., Bayesian Data Analysis 3rd ed., Section 11.5; Vehtari et al. 2021, "Rank-normalization,
-folding, and localization: an improved R-hat", Bayesian Analysis 16(2), Section 3.2): autocorrelations
+folding, and localization: an improved R-hat", Bayesian Analysis 16(2)): autocorrelations
 from the FFT, combined across (split) chains through the between/within variance estimator, summed
 with Geyer's (1992) initial monotone sequence truncation.
 """
@@ -202,7 +202,7 @@ def log_prob_and_grad(log_prob: LogProb, q) -> tuple[np.ndarray, np.ndarray]:
 
 # -- step-size adaptation ------------------------------------------------------------------------------
 class DualAveraging:
-    """Nesterov's dual averaging for the step size (Hoffman & Gelman 2014, Section 3.2.1, eq. (6),
+    """Nesterov's dual averaging for the step size (Hoffman & Gelman 2014, Section 3.2.1,
     Algorithm 5). After iteration m with acceptance statistic alpha_m:
 
         H_m           = (1 - 1/(m + t0)) H_{m-1} + (delta - alpha_m) / (m + t0)
@@ -296,7 +296,7 @@ class HMCResult:
 
 
 def _kinetic(p: np.ndarray, inverse_mass: np.ndarray) -> np.ndarray:
-    """K(p) = 1/2 p^T M^{-1} p per chain (Neal 2011, eq. 5.13, diagonal M)."""
+    """K(p) = 1/2 p^T M^{-1} p per chain (Neal 2011, Section 5.3, diagonal M)."""
     return 0.5 * np.sum(inverse_mass * np.square(p, dtype="float64"), axis=-1)
 
 
@@ -503,8 +503,8 @@ def _split(x: np.ndarray) -> np.ndarray:
 
 
 def potential_scale_reduction(draws, split: bool = True) -> np.ndarray:
-    """R-hat = sqrt(var+ / W) per coordinate (Gelman & Rubin 1992; Bayesian Data Analysis 3rd ed., eq.
-    11.4, split chains as in Vehtari et al. 2021, Section 4.1 "basic" R-hat): about 1 when the chains agree,
+    """R-hat = sqrt(var+ / W) per coordinate (Gelman & Rubin 1992; Bayesian Data Analysis 3rd ed., Section
+    11.4, split chains as in Vehtari et al. 2021, before their rank normalisation): about 1 when the chains agree,
     above 1.01 a sign that they have not mixed. Needs at least two (split) chains."""
     x, event = _chains_first_axis(draws)
     if split:
@@ -523,7 +523,7 @@ def integrated_autocorrelation_time(draws, split: bool = True) -> tuple[np.ndarr
     ``draws``: (n_draws,) or (n_draws, chains, *event). With ``split`` each chain is cut in two halves
     (so a chain whose two halves disagree reads as not mixed; Vehtari et al. 2021). Then, with n draws
     per chain, m chains, W the mean within-chain variance and B/n the variance of the chain means
-    (Bayesian Data Analysis 3rd ed., eqs. 11.2-11.3, 11.7):
+    (Bayesian Data Analysis 3rd ed., Sections 11.4-11.5):
 
         var+  = (n - 1)/n W + B/n
         rho_t = 1 - (W - mean_chains autocov_t) / var+

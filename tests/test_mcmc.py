@@ -50,7 +50,7 @@ def energy(log_prob, q, p):
 
 # -- leapfrog ------------------------------------------------------------------------------------------
 def test_leapfrog_is_time_reversible():
-    """Negating the momentum and integrating again returns to the start (Neal 2011, Section 5.2.3.2), up
+    """Negating the momentum and integrating again returns to the start (Neal 2011, Sections 5.2.2-5.2.3), up
     to float32 rounding accumulated over the 2L steps."""
     q0, p0 = starts(16)
     q1, p1 = mcmc.leapfrog(banana_log_prob, q0, p0, 0.05, 30)
@@ -80,7 +80,7 @@ def test_leapfrog_preserves_volume():
 
 def test_leapfrog_energy_error_is_second_order():
     """Over a fixed trajectory length T = L eps, the leapfrog energy error is O(eps^2) (Neal 2011,
-    Section 5.2.3.3; Hairer, Lubich & Wanner, Geometric Numerical Integration, Theorem IX.8.1): halving eps
+    Section 5.2.3; Hairer, Lubich & Wanner, Geometric Numerical Integration, Chapter IX): halving eps
     divides it by 4, so the log2 ratio of successive errors is 2 + O(eps^2)."""
     q0, p0 = starts(64, seed=2)
     h0 = energy(banana_log_prob, q0, p0)
@@ -219,8 +219,8 @@ def ar1(n: int, phi: float, chains: int = 1, seed: int = 0) -> np.ndarray:
 
 def ess_tolerance(draws: np.ndarray) -> float:
     """Relative standard deviation of a windowed autocorrelation-time estimate, sqrt(2 (2M + 1) / N) for a
-    window of M lags and N draws (Madras & Sokal 1988, eq. (2.21); Sokal 1997, eq. (3.19)), with M the
-    lag where Geyer's sequence stopped: Z of them."""
+    window of M lags and N draws (Madras & Sokal 1988, J. Stat. Phys. 50; Sokal 1997, "Monte Carlo methods in
+    statistical mechanics"), with M the lag where Geyer's sequence stopped: Z of them."""
     _, window = mcmc.integrated_autocorrelation_time(draws)
     return Z * math.sqrt(2 * (2 * float(window) + 1) / draws.size)
 

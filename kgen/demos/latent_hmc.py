@@ -18,8 +18,8 @@ The demo (``run``):
    reference), and draws the latent trajectories and their images in theta-space.
 
 The latent density. Restricted to the decoder's surface S = g(R^2), the posterior has density p(theta)
-w.r.t. the surface's area; the area formula (Federer 1969, Thm 3.2.3; Diaconis, Holmes & Shahshahani
-2013, "Sampling from a manifold", eq. (2)) turns it into a density in latent coordinates,
+w.r.t. the surface's area; the area formula (Federer 1969, Geometric Measure Theory, 3.2; Diaconis, Holmes &
+Shahshahani 2013, "Sampling from a manifold", Section 2) turns it into a density in latent coordinates,
 
     p_Z(z)  proportional to  p(g(z) | y) * sqrt(det(J_g(z)^T J_g(z))),          ("pullback", the default)
 
@@ -244,8 +244,8 @@ def settings_for(dim: int, fast: bool) -> Settings:
     |grad mu_y| ~ sqrt(D/2)) caps the step size while the shell's extent stays O(1)."""
     n_steps = int(min(128, 16 * max(1.0, math.sqrt(dim / 2))))
     if fast:
-        return Settings(chains=8, warmup=60, samples=100, reference_samples=150, n_steps=min(n_steps, 12),
-                        latent_n_steps=4, hidden=32, epochs=10, batch_size=128, learning_rate=5e-3)
+        return Settings(chains=8, warmup=50, samples=80, reference_samples=120, n_steps=min(n_steps, 12),
+                        latent_n_steps=4, hidden=32, epochs=12, batch_size=128, learning_rate=5e-3)
     return Settings(chains=8, warmup=500, samples=1000, reference_samples=5000, n_steps=n_steps, latent_n_steps=16,
                     hidden=128, epochs=40, batch_size=64, learning_rate=2e-3)
 
@@ -303,7 +303,8 @@ def compare(posterior: BananaPosterior, reference_run: mcmc.HMCResult, theta_run
                       "mean_theta": reference["mean"][:-1].tolist(), "var_theta": reference["var"][:-1].tolist(),
                       "mean_mu_y": float(reference["mean"][-1]), "var_mu_y": float(reference["var"][-1]),
                       "ess_min": float(mcmc.effective_sample_size(reference_values).min()),
-                      "acceptance_rate": reference_run.acceptance_rate},
+                      "rhat_max": float(mcmc.potential_scale_reduction(reference_values).max()),
+                      "acceptance_rate": reference_run.acceptance_rate, "divergences": int(reference_run.divergences)},
         "theta_hmc": _sampler_summary(theta_run, _quantities(posterior, theta_run.samples), reference),
     }
     for i, (density, result) in enumerate(latent_runs.items()):
@@ -367,13 +368,15 @@ def plot_latent_trajectory(log_prob, result: mcmc.HMCResult, density: str):
     grid = np.stack([g1.ravel(), g2.ravel()], axis=1).astype("float32")
     evaluate = mcmc.compiled(log_prob)
     values = np.concatenate([evaluate(chunk) for chunk in np.split(grid, 8)]).astype("float64")
+    # log density relative to its maximum on the grid, floored at -12: for D > 2 the density can be a ridge
+    # narrower than a grid cell, invisible on a linear scale
     values = np.where(np.isfinite(values), values, -np.inf)
-    density_values = np.exp(values - values.max()).reshape(g1.shape)
+    relative = np.maximum(values - values.max(), -12.0).reshape(g1.shape)
     figure = _figure(6.5, 5.5)
     axes = figure.subplots()
-    filled = axes.contourf(g1, g2, density_values, levels=20, cmap="Blues")
-    figure.colorbar(filled, ax=axes, label="latent density (max = 1)")
-    axes.plot(draws[:, 0], draws[:, 1], ".", color="0.35", ms=1.5, alpha=0.4)
+    filled = axes.contourf(g1, g2, relative, levels=np.linspace(-12, 0, 13), cmap="Blues", alpha=0.75)
+    figure.colorbar(filled, ax=axes, label=r"$\log p_Z(z) - \max \log p_Z$")
+    axes.plot(draws[:, 0], draws[:, 1], ".", color="0.15", ms=1.5, alpha=0.5)
     _draw_trajectories(axes, paths, accepted)
     _legend(axes)
     axes.set_xlim(low[0], high[0]); axes.set_ylim(low[1], high[1])
