@@ -52,7 +52,6 @@ __all__ = [
     "Trajectory",
     "compiled",
     "effective_sample_size",
-    "find_reasonable_step_size",
     "hmc",
     "integrated_autocorrelation_time",
     "leapfrog",
@@ -94,7 +93,7 @@ def _leapfrog_step(log_prob: LogProb, q, p, grad, step_size, inverse_mass, diffe
 
 
 def leapfrog(log_prob: LogProb, q, p, step_size: float, n_steps: int, inverse_mass=None, *,
-             record: bool = False, differentiable: bool = False, jit_compile: bool | str = "auto"):
+             record: bool = False, differentiable: bool = False, jit_compile: bool | str = "auto") -> tuple:
     """``n_steps`` leapfrog steps from (q, p), the steps the sampler runs.
 
     ``q``, ``p``: (chains, D); ``inverse_mass``: the diagonal of M^{-1}, shape (D,) (default: ones).
@@ -342,7 +341,7 @@ class _Sampler:
         return out
 
 
-def find_reasonable_step_size(sampler: _Sampler, q, log_prob, grad, inverse_mass, rng: np.random.Generator,
+def _find_reasonable_step_size(sampler: _Sampler, q, log_prob, grad, inverse_mass, rng: np.random.Generator,
                               initial: float = 1.0, max_doublings: int = 60) -> float:
     """Hoffman & Gelman (2014), Algorithm 4: from eps = 1, double (or halve) eps until the acceptance
     ratio of a single leapfrog step crosses 1/2. With a batch of chains the ratio is the median over
@@ -412,7 +411,7 @@ def hmc(log_prob: LogProb, initial, n_samples: int, *, n_warmup: int = 500, n_st
     start = time.perf_counter()
     lp, grad = sampler.evaluate(q)
     if step_size is None:
-        step_size = find_reasonable_step_size(sampler, q, lp, grad, inv_mass, rng)
+        step_size = _find_reasonable_step_size(sampler, q, lp, grad, inv_mass, rng)
     adapter = DualAveraging(step_size, target_accept)
     window_start, window_end = _warmup_windows(n_warmup, adapt_mass)
     window = []
@@ -444,7 +443,7 @@ def hmc(log_prob: LogProb, initial, n_samples: int, *, n_warmup: int = 500, n_st
             n = len(draws)
             inv_mass = (n / (n + 5.0)) * draws.var(axis=0, ddof=1) + 1e-3 * (5.0 / (n + 5.0))
             if adapt_step_size:  # restart dual averaging for the new metric (as Stan does)
-                step_size = find_reasonable_step_size(sampler, q, lp, grad, inv_mass, rng, initial=step_size)
+                step_size = _find_reasonable_step_size(sampler, q, lp, grad, inv_mass, rng, initial=step_size)
                 adapter = DualAveraging(step_size, target_accept)
     if adapt_step_size and n_warmup > 0 and adapter.m > 0:
         step_size = adapter.final_step_size

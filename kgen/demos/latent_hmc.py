@@ -43,6 +43,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -51,6 +52,9 @@ from keras import ops
 from kgen import mcmc
 from kgen.backend import batch_jacobian
 from kgen.models.ae import AE
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["BananaPosterior", "LatentMap", "Settings", "compare", "latent_log_prob", "make_posterior",
            "plot_decoded_trajectories", "plot_latent_trajectory", "plot_moments", "plot_theta_trajectory", "run",
@@ -163,7 +167,7 @@ class LatentMap:
         return 0.5 * ops.log(ops.maximum(gram, 1e-30))
 
 
-def latent_log_prob(posterior: BananaPosterior, latent: LatentMap, density: str = "pullback"):
+def latent_log_prob(posterior: BananaPosterior, latent: LatentMap, density: str = "pullback") -> mcmc.LogProb:
     """log p_Z(z) for a batch of codes (module docstring): the posterior at g(z) plus the area term
     ("pullback") or a Gaussian fitted to the codes ("prior")."""
     if density not in DENSITIES:
@@ -244,8 +248,8 @@ def settings_for(dim: int, fast: bool) -> Settings:
     |grad mu_y| ~ sqrt(D/2)) caps the step size while the shell's extent stays O(1)."""
     n_steps = int(min(128, 16 * max(1.0, math.sqrt(dim / 2))))
     if fast:
-        return Settings(chains=8, warmup=50, samples=80, reference_samples=120, n_steps=min(n_steps, 12),
-                        latent_n_steps=4, hidden=32, epochs=12, batch_size=128, learning_rate=5e-3)
+        return Settings(chains=8, warmup=40, samples=60, reference_samples=80, n_steps=min(n_steps, 10),
+                        latent_n_steps=3, hidden=32, epochs=16, batch_size=128, learning_rate=5e-3)
     return Settings(chains=8, warmup=500, samples=1000, reference_samples=5000, n_steps=n_steps, latent_n_steps=16,
                     hidden=128, epochs=40, batch_size=64, learning_rate=2e-3)
 
@@ -317,7 +321,7 @@ def compare(posterior: BananaPosterior, reference_run: mcmc.HMCResult, theta_run
 
 
 # -- figures -------------------------------------------------------------------------------------------
-def _figure(width: float, height: float):
+def _figure(width: float, height: float) -> "Figure":
     """A Figure on its own Agg canvas (pyplot's global state, e.g. a notebook's, is untouched)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -356,7 +360,7 @@ def _paths(result: mcmc.HMCResult, chain: int = 0) -> tuple[list[np.ndarray], li
             [bool(t.accepted[chain]) for t in result.trajectories])
 
 
-def plot_latent_trajectory(log_prob, result: mcmc.HMCResult, density: str):
+def plot_latent_trajectory(log_prob, result: mcmc.HMCResult, density: str) -> "Figure":
     """The latent density on a grid, the latent draws, and the recorded leapfrog paths of chain 0."""
     draws = result.samples.reshape(-1, 2)
     paths, accepted = _paths(result)
@@ -392,7 +396,7 @@ def _pairs(dim: int) -> list[tuple[int, int]]:
 
 
 def plot_decoded_trajectories(latent: LatentMap, result: mcmc.HMCResult, theta_draws: np.ndarray,
-                              decoded_draws: np.ndarray):
+                              decoded_draws: np.ndarray) -> "Figure":
     """The latent paths mapped through the decoder, over pairs of theta coordinates, on top of the
     theta-space HMC draws (grey) and the decoded latent draws (blue)."""
     paths, accepted = _paths(result)
@@ -413,7 +417,7 @@ def plot_decoded_trajectories(latent: LatentMap, result: mcmc.HMCResult, theta_d
     return figure
 
 
-def plot_theta_trajectory(result: mcmc.HMCResult):
+def plot_theta_trajectory(result: mcmc.HMCResult) -> "Figure":
     """HMC in theta-space: the recorded paths of chain 0 over (theta_1, theta_2) and the draws."""
     theta = result.samples.reshape(-1, result.samples.shape[-1])
     paths, accepted = _paths(result)
@@ -429,7 +433,7 @@ def plot_theta_trajectory(result: mcmc.HMCResult):
     return figure
 
 
-def plot_moments(summary: dict, dim: int):
+def plot_moments(summary: dict, dim: int) -> "Figure":
     """Posterior means and variances of theta_1.. (up to 10) and mu_y: reference vs both samplers."""
     shown = min(dim, 10)
     labels = [rf"$\theta_{{{i + 1}}}$" for i in range(shown)] + [r"$\mu_y$"]
@@ -469,6 +473,8 @@ def run(dim: int, out: Path | str, fast: bool = False, seed: int = 0, densities:
     ``densities``: latent densities to sample, the first one drawn in the figures ("pullback", "prior").
     Returns the summary that ``latent_hmc.json`` holds (plus ``"files"``: the paths written).
     """
+    if dim < 2:
+        raise ValueError(f"dim must be at least 2 (the autoencoder's code is 2-D), got {dim}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     densities = tuple(densities)
