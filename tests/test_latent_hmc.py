@@ -134,3 +134,15 @@ def test_latent_draws_decode_onto_the_posterior_shell(demo):
     mu = posterior.mu_y_numpy(decoded)
     assert abs(mu.mean() - posterior.ybar) < width
     assert 0.25 * width < mu.std() < 2 * width
+
+
+def test_the_demo_command_refuses_bad_input_in_one_line(tmp_path):
+    from conftest import invoke
+
+    result = invoke("demo", "latent-hmc", "--dim", 1, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and result.output.strip() == "kgen: error: --dim must be >= 2, got 1"
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.txt").write_text("keep me")
+    result = invoke("demo", "latent-hmc", "--out", tmp_path / "taken")
+    assert result.exit_code == 2 and "not empty" in result.output
+    assert (tmp_path / "taken" / "mine.txt").read_text() == "keep me" and not (tmp_path / "out").exists()
