@@ -24,18 +24,10 @@ from kgen.metrics.report import check_compatible
 from kgen.models import get_model_class
 from kgen.backend.distribution import Distribution
 from kgen.backend.distribution import configure as configure_distribution
+from kgen.backend.execution import compile_options  # noqa: F401 - part of this API
 from kgen.backend.precision import dtype_policy
 from kgen.backend.precision import resolve as resolve_precision
 from kgen.runs import Run, create_run_dir, find_classifier, load_model
-
-# jit_compile per backend when the user does not choose (see benchmarks/train_throughput.py).
-DEFAULT_JIT = {"tensorflow": False, "jax": True, "torch": False}
-# Training steps per call of the compiled step function: TensorFlow runs them as a
-# loop inside one graph, JAX in one Python call without per-step callbacks; both
-# save the per-step overhead of fit() that dominates small networks
-# (benchmarks/train_throughput.py --suite ae-family). Keras's torch trainer only runs 1.
-DEFAULT_STEPS_PER_EXECUTION = {"tensorflow": 32, "jax": 32, "torch": 1}
-
 
 # Samples (and held-out images) behind the FID logged during training with --eval-every.
 EVAL_SAMPLES = 2000
@@ -50,25 +42,6 @@ def learning_rate(config: "TrainConfig", num_train: int | None, distribution: Di
         return config.learning_rate
     steps_per_epoch = steps_in_epoch(config, num_train or 1, distribution) or 1
     return keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * steps_per_epoch, alpha=0.01)
-
-
-def compile_options(jit: bool | None = None, steps_per_execution: int | None = None,
-                    steps: tuple[int | None, ...] = (), most: int | None = None) -> dict:
-    """``model.compile`` keywords: the user's choice, else the fastest measured for this backend.
-
-    ``steps`` are the fixed step counts fit() will run (steps per epoch, validation steps): an
-    execution must not run past them, so the default becomes the largest divisor of all of them.
-    ``most``: the most steps per execution the distribution engine runs correctly.
-    """
-    backend = keras.backend.backend()
-    if steps_per_execution is None:
-        fixed = [n for n in steps if n]
-        limit = min(DEFAULT_STEPS_PER_EXECUTION[backend], most or DEFAULT_STEPS_PER_EXECUTION[backend])
-        steps_per_execution = max(d for d in range(1, limit + 1) if all(n % d == 0 for n in fixed))
-    elif most is not None and steps_per_execution > most:
-        raise ValueError(f"--steps-per-execution {steps_per_execution}: distributed training on this backend runs "
-                         f"at most {most} step per execution")
-    return {"jit_compile": DEFAULT_JIT[backend] if jit is None else jit, "steps_per_execution": steps_per_execution}
 
 
 class TrainingDiverged(RuntimeError):

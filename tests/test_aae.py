@@ -18,7 +18,7 @@ from kgen.outputs import codes_of
 from kgen.models import AAE, Ability, can, priors
 from kgen.models.conditions import one_hot_labels
 from kgen.runs import Run, load_model
-from kgen.train import compile_options
+from kgen.backend.execution import compile_options
 
 
 def toy_images(n: int = 48) -> tuple[np.ndarray, np.ndarray]:

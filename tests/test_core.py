@@ -71,7 +71,8 @@ def test_each_optimizer_steps_batches_times_repeats():
 
 
 def test_steps_per_execution_keeps_the_counts():
-    from kgen.train import TrainConfig, compile_options
+    from kgen.backend.execution import compile_options
+    from kgen.config import TrainConfig
 
     x, y = toy_data()
     model = TwoPhaseToy(seed=0)

@@ -27,6 +27,7 @@ from PIL import Image
 from conftest import BACKEND, invoke, run_kgen, start_kgen
 from kgen import export as kgen_export
 from kgen.export import publish, savedmodel
+from kgen.backend.precision import MIXED
 from kgen.export.common import writing
 from kgen.models import Ability, can
 from kgen.runs import Run, load_model
@@ -45,6 +46,10 @@ FAMILIES = {
                        ["reconstruct", "encode", "decode", "generate", "sample"]),
     "aae_semi": ("aae", ["--mode", "semi-supervised", "--labels", "10", "--hidden", "16", "--disc-width", "8"],
                  ["reconstruct", "encode", "decode", "generate", "sample", "classify"]),
+    # Mixed-precision runs export float32 signatures computed in float32 (their float32 variables).
+    "vae_bf16": ("vae", ["--hidden", "16", "--precision", "mixed_bfloat16"],
+                 ["reconstruct", "encode", "decode", "generate", "sample"]),
+    "gan_fp16": ("gan", ["--width", "8", "--latent-dim", "4", "--precision", "mixed_float16"], ["generate", "sample"]),
 }
 BATCHES = (1, 7, 64)
 
@@ -189,7 +194,8 @@ def feed(model, signature, n: int, rng) -> dict:
 def test_outputs_match_the_keras_model_at_every_batch_size(exported, runs, family):
     path = exported.path(family)
     loaded = tf.saved_model.load(str(path))
-    model = load_model(runs[family])
+    model = load_model(runs[family], precision="float32")  # a mixed run's variables, computed as exported
+    assert Run.open(runs[family]).config()["precision"] in ("float32", *MIXED)
     rng = np.random.default_rng(7)
     for name in FAMILIES[family][2]:
         if name == "sample":
@@ -213,7 +219,7 @@ def test_outputs_match_the_keras_model_at_every_batch_size(exported, runs, famil
 @pytest.mark.parametrize("family", [f for f in FAMILIES if "sample" in FAMILIES[f][2]])
 def test_sample_is_deterministic_per_seed(exported, runs, family):
     loaded = tf.saved_model.load(str(exported.path(family)))
-    model = load_model(runs[family])
+    model = load_model(runs[family], precision="float32")
     sample = loaded.signatures["sample"]
     labels = {"label": tf.constant([3, 1, 4, 1, 5, 9, 2], tf.int64)} if can(model, Ability.CONDITIONAL) else {}
     seeds = tf.constant([11, 12, 13, 14, 15, 16, 17], tf.int64)

@@ -15,7 +15,7 @@ from scipy import linalg
 from conftest import digit_like_images, invoke, np_
 from kgen import metrics, sampling
 from kgen.models import CGAN, DCGAN, GAN, WGAN, WGANGP, InfoGAN
-from kgen.train import compile_options
+from kgen.backend.execution import compile_options
 
 
 def toy_images(n: int = 64) -> tuple[np.ndarray, np.ndarray]:

@@ -52,9 +52,12 @@ class ContractiveAE(AE):
 
     def jacobian_norm(self, x):
         """||dh/dx||_F^2 per example, by automatic differentiation (any encoder)."""
-        x = ops.convert_to_tensor(x, self.compute_dtype)
+        # Differentiated with respect to float32 inputs (the encoder casts them to its compute dtype),
+        # so under a mixed policy the Jacobian and its squared sum are float32, not 16-bit sums.
+        x = ops.convert_to_tensor(x, "float32")
         jacobian = batch_jacobian(lambda inputs: self.encode(inputs, training=True), x)  # (batch, k, *input)
-        return ops.sum(ops.square(ops.reshape(jacobian, (ops.shape(x)[0], -1))), axis=-1)
+        jacobian = ops.cast(ops.reshape(jacobian, (ops.shape(x)[0], -1)), "float32")
+        return ops.sum(ops.square(jacobian), axis=-1)
 
     def jacobian_norm_closed_form(self, x):
         """||dh/dx||_F^2 per example for h = sigmoid(W x + b) (Rifai et al., eq. 5)."""
