@@ -207,6 +207,8 @@ def train(
                                  "(--devices, ...) may be given with it")
             resumed = TrainConfig(model="", **given)
             resumed.validate_execution()
+            if "epochs" not in given:
+                resumed.epochs = None  # the run's own total
             return resumed
         base: dict[str, Any] = {}
         if config is not None:

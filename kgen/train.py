@@ -158,7 +158,8 @@ def train(
         run = Run.open(resume)
         resumed = TrainConfig.from_dict(run.config())
         if config is not None:
-            resumed.epochs = config.epochs
+            if config.epochs is not None:  # None: the run's own total
+                resumed.epochs = config.epochs
             for name, value in config.execution().items():
                 setattr(resumed, name, value)
         else:

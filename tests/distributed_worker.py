@@ -44,8 +44,11 @@ def float64():
     wrong slice of the batch) stands out at the 1e-5 tolerance."""
     import keras
 
-    previous = keras.config.floatx()
+    # Keras pins its global dtype policy to floatx when the first layer of a process is made: in a
+    # process that already built float32 layers, set_floatx alone would leave new layers in float32.
+    previous, previous_policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     if keras.backend.backend() == "jax":
         import jax
 
@@ -57,6 +60,7 @@ def float64():
             yield
     finally:
         keras.config.set_floatx(previous)
+        keras.config.set_dtype_policy(previous_policy)
 
 
 def data(case: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

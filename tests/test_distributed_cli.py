@@ -64,10 +64,14 @@ def base_args(idx_folder: Path, run_dir: Path, epochs: int) -> list[str]:
 # -- refused settings -------------------------------------------------------------------------------
 def test_more_devices_than_exist_a_silent_coordinator_and_no_launcher_are_one_line(idx_folder, tmp_path):
     silent = ["--coordinator", "127.0.0.1:9", "--num-processes", "2", "--process-id", "1", "--distribution-timeout", "2"]
+    # TensorFlow's MultiWorkerMirroredStrategy takes every worker's address, in process order
+    tf_silent = ["--coordinator", "127.0.0.1:9,127.0.0.1:10", *silent[2:]]
     torch_launched = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "9"}
     cases = {  # (options, launcher environment, message) per backend
         "jax": [(["--devices", "64"], {}, "asks for more devices"), (silent, {}, "did not answer within 2 s")],
-        "tensorflow": [(["--devices", "64"], {}, "asks for more devices"), (silent, {}, "did not answer within 2 s")],
+        "tensorflow": [(["--devices", "64"], {}, "asks for more devices"),
+                       (silent, {}, "TensorFlow needs every worker's host:port"),
+                       (tf_silent, {}, "did not answer within 2 s")],
         "torch": [(["--devices", "64"], {}, "torch runs one device per process"),
                   (["--num-processes", "2"], {}, "needs the launcher's environment"),
                   (["--distribution-timeout", "2"], torch_launched, "did not answer within 2 s")],
