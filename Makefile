@@ -30,10 +30,16 @@ demo: setup
 # processes train the same small models many times, and a rerun skips most of XLA's compilation.
 JAX_CACHE := JAX_COMPILATION_CACHE_DIR=$(CURDIR)/$(VENV)/jax-cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 \
 	JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0
+# Two test processes (pytest-xdist; a file's tests stay in one process, so its module fixtures are built
+# once) with one thread each: the tests' small networks are bound by Python, not by arithmetic, and two
+# processes of two threads each on two cores would only take turns. Tests marked one_backend (behaviour
+# that does not depend on the backend) run in one of the three passes (tests/conftest.py).
+TEST_WORKERS ?= 2
 test: setup
 	@set -e; for backend in $(BACKENDS); do \
 		echo "=== pytest on KERAS_BACKEND=$$backend"; \
-		KERAS_BACKEND=$$backend $(JAX_CACHE) $(PY) -m pytest -q $(PYTEST_ARGS); \
+		KERAS_BACKEND=$$backend OMP_NUM_THREADS=1 $(JAX_CACHE) \
+			$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); \
 	done
 	@$(MAKE) --no-print-directory docs
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import struct
 import subprocess
@@ -20,6 +21,34 @@ import keras  # noqa: E402
 BACKEND = keras.backend.backend()
 ROOT = Path(__file__).resolve().parents[1]
 OTHER_BACKEND = {"tensorflow": "jax", "jax": "torch", "torch": "tensorflow"}[BACKEND]
+
+
+# Behaviour that does not depend on the backend (the command line's parsing and messages, files
+# written and read, signals, the docs) is tested once per `make test`, not once per backend: a test
+# marked `one_backend` runs on the backend a hash of its id picks (the three passes of `make test`
+# share them out). KGEN_TEST_ALL_BACKENDS=1 runs every test on every backend.
+BACKENDS = ("tensorflow", "jax", "torch")
+ALL_BACKENDS = os.environ.get("KGEN_TEST_ALL_BACKENDS") == "1"
+
+
+def rotation_backend(test_id: str) -> str:
+    """The backend that runs a `one_backend` test: a stable hash of its id (file::name[params])."""
+    return BACKENDS[int(hashlib.sha256(test_id.encode()).hexdigest(), 16) % len(BACKENDS)]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "one_backend: backend-independent behaviour, run on one backend per "
+                                       "`make test` (rotation_backend); KGEN_TEST_ALL_BACKENDS=1 runs it everywhere")
+
+
+def pytest_collection_modifyitems(config, items):
+    if ALL_BACKENDS:
+        return
+    for item in items:
+        if item.get_closest_marker("one_backend") is not None:
+            chosen = rotation_backend(item.nodeid)
+            if chosen != BACKEND:
+                item.add_marker(pytest.mark.skip(reason=f"backend-independent: runs in the {chosen} pass"))
 
 
 LAUNCHER_ENVIRONMENT = ("TF_CONFIG", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",

@@ -47,6 +47,7 @@ def test_linear_ae_spans_the_pca_subspace_of_rank_k_data():
     assert angles.max() < 1.0, angles
 
 
+@pytest.mark.one_backend
 def test_linear_ae_spans_the_pca_subspace_of_mnist():
     x = mnist()
     model = train_linear_ae(x, 3, epochs=500, batch_size=250)
@@ -305,6 +306,7 @@ def test_greedy_pretraining_trains_one_layer_pair_at_a_time():
     (ContractiveAE, {"arch": "dense", "jacobian": "closed-form"}, "closed-form needs"),
     (StackedAE, {"widths": "300,x"}, "comma-separated positive integers"),
 ])
+@pytest.mark.one_backend
 def test_bad_options_are_clear_errors(cls, options, message):
     with pytest.raises(ValueError, match=message):
         cls((28, 28, 1), **options)

@@ -13,6 +13,8 @@ import kgen.catalog as catalog
 from conftest import ROOT
 from kgen.models import MODELS
 
+pytestmark = pytest.mark.one_backend  # the catalog, the docs: no backend involved
+
 
 @pytest.fixture
 def fresh_cache(tmp_path, monkeypatch):

@@ -39,6 +39,7 @@ def vae_run(idx_folder, tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.mark.one_backend
 def test_version_and_list():
     assert invoke("--version").output.strip().startswith("kgen ")
     listing = invoke("list").output
@@ -77,6 +78,7 @@ def test_scalars_and_image_grids_share_one_step_convention(vae_run):
     assert event_steps(logs / "images", "samples") == [1, 2]
 
 
+@pytest.mark.one_backend
 def test_samples_keep_every_tenth_epoch_and_the_last(tmp_path):
     from kgen.callbacks import ImageGrids
     from kgen.models import AE
@@ -110,6 +112,7 @@ def test_config_file_reproduces_a_run(vae_run, tmp_path):
     assert {k: v for k, v in again.items() if k not in differing} == {k: v for k, v in original.items() if k not in differing}
 
 
+@pytest.mark.one_backend
 def test_existing_run_is_never_overwritten(vae_run):
     stamp = (vae_run / "model.keras").stat().st_mtime_ns
     result = invoke("train", "vae", "--run-dir", vae_run, "--epochs", 1)
@@ -132,6 +135,7 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
 def test_bad_input_is_one_clear_line_and_exit_2(args, message):
     result = invoke(*args)
@@ -140,6 +144,7 @@ def test_bad_input_is_one_clear_line_and_exit_2(args, message):
     assert lines == [lines[0]] and lines[0].startswith("kgen: error:") and message in lines[0]
 
 
+@pytest.mark.one_backend
 def test_corrupt_run_and_a_model_that_cannot_sample(tmp_path, idx_folder):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{not json")
@@ -152,6 +157,7 @@ def test_corrupt_run_and_a_model_that_cannot_sample(tmp_path, idx_folder):
     assert result.exit_code == 2 and "cannot sample" in result.output
 
 
+@pytest.mark.one_backend
 def test_real_subprocess_bad_input_has_no_traceback():
     result = run_kgen("train", "nosuchmodel")
     assert result.returncode == 2
@@ -160,6 +166,7 @@ def test_real_subprocess_bad_input_has_no_traceback():
     assert result.returncode == 2 and "Traceback" not in result.stderr and "--epochs" in result.stderr
 
 
+@pytest.mark.one_backend
 def test_resume_after_kill_9_keeps_optimizer_state(idx_folder, tmp_path):
     run_dir = tmp_path / "killed"
     process = subprocess.Popen(
@@ -202,6 +209,7 @@ class PoisonWeights(keras.callbacks.Callback):
             kernel.assign(keras.ops.full(kernel.shape, float("nan")))
 
 
+@pytest.mark.one_backend
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(idx_folder, tmp_path):
     config = TrainConfig("vae", dataset=str(idx_folder), epochs=4, steps_per_epoch=2, batch_size=16)
     with pytest.raises(TrainingDiverged, match=r"NaN/inf in epoch 2.*last good checkpoint \(epoch 1\)"):
@@ -237,6 +245,7 @@ def denoising_run(idx_folder, tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.mark.one_backend
 def test_family_is_listed():
     listing = invoke("list").output
     for name in ("stacked_ae", "sparse_ae", "denoising_ae", "contractive_ae", "linear_ae", "rbm"):
@@ -294,12 +303,14 @@ def _first_train_images(run_dir):
     (["train", "ae", "--eval-every", "1"], "model 'ae' cannot sample"),
     (["train", "dcgan", "--eval-every", "0"], "--eval-every must be >= 1"),
 ])
+@pytest.mark.one_backend
 def test_family_bad_options_exit_2(idx_folder, tmp_path, args, message):
     result = invoke(*args, "--dataset", idx_folder, "--run-dir", tmp_path / "r", "--epochs", 1)
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.one_backend
 def test_evaluate_bad_split_and_missing_run(denoising_run, tmp_path):
     assert invoke("evaluate", denoising_run, "--split", "validation").exit_code == 2
     result = invoke("evaluate", tmp_path / "nope")

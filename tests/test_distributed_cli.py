@@ -85,6 +85,7 @@ def test_more_devices_than_exist_a_silent_coordinator_and_no_launcher_are_one_li
         assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.one_backend
 def test_usage_errors_of_the_distribution_options_need_no_backend(tmp_path):
     result = invoke("train", "ae", "--distribute", "none", "--devices", "2", "--run-dir", tmp_path / "r")
     assert result.exit_code == 2 and "--distribute none trains on one device" in result.output

@@ -278,6 +278,7 @@ def test_graphs_hold_native_tensorflow_ops_only(exported, family):
         assert not found & {"RandomStandardNormal", "RandomUniform"}  # stateful draws would break seeds
 
 
+@pytest.mark.one_backend
 def test_the_op_check_refuses_python_and_xla_ops(exported, monkeypatch):
     monkeypatch.setattr(savedmodel, "graph_ops", lambda path: {"MatMul", "XlaCallModule", "EagerPyFunc"})
     with pytest.raises(kgen_export.ExportFailed, match="EagerPyFunc, XlaCallModule"):
@@ -308,6 +309,7 @@ def test_check_tables_match_saved_model_cli_layout(exported):
     assert "  Method name is: tensorflow/serving/predict" in table
 
 
+@pytest.mark.one_backend
 def test_compare_fails_beyond_the_tolerance_and_across_batch_sizes():
     signature = kgen_export.Signature("decode", {"code": ((None, 2), "float32")}, {"images": ((None, 3), "float32")})
     defs = {name: {"inputs": {"code": {"dtype": "DT_FLOAT", "shape": [-1, 2]}},
@@ -335,6 +337,7 @@ def test_signature_choice_and_order(runs):
 
 
 # -- versions, atomic writes, listing --------------------------------------------------------------
+@pytest.mark.one_backend
 def test_versions_count_up_and_are_listed(exported):
     out, name = exported.out, exported.names["ae"]
     assert kgen_export.versions(out / name) == [1, 2]
@@ -345,6 +348,7 @@ def test_versions_count_up_and_are_listed(exported):
     assert "signatures: reconstruct, encode, decode" in result.stdout
 
 
+@pytest.mark.one_backend
 def test_a_failure_mid_export_leaves_no_version(runs, exported, tmp_path, monkeypatch):
     """The TensorFlow stage dies after writing part of the SavedModel: no version folder, no temporary
     folder, and the model folder this export created is gone too."""
@@ -370,6 +374,7 @@ def test_a_failure_mid_export_leaves_no_version(runs, exported, tmp_path, monkey
     assert [p.name for p in model_dir.iterdir()] == ["3"]
 
 
+@pytest.mark.one_backend
 def test_a_failure_removes_every_folder_the_call_made(runs, tmp_path, monkeypatch):
     """Two runs of two names into a new folder: a failure removes both model folders, then the
     folders above them that this call made (one model folder must not keep the other's parents)."""
@@ -383,6 +388,7 @@ def test_a_failure_removes_every_folder_the_call_made(runs, tmp_path, monkeypatc
 
 
 # -- bad input ---------------------------------------------------------------------------------------
+@pytest.mark.one_backend
 def test_bad_input_is_one_line_and_writes_nothing(runs, exported, tmp_path):
     out = exported.out
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
@@ -420,6 +426,7 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, exported, tmp_path):
     assert blocker.read_text() == ""
 
 
+@pytest.mark.one_backend
 def test_bad_input_through_the_console_script(runs, tmp_path):
     result = run_kgen("export", str(runs["ae"]), "--version", "x", "--out", str(tmp_path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -430,6 +437,7 @@ def test_bad_input_through_the_console_script(runs, tmp_path):
 
 
 # -- modes, a full disk, signals --------------------------------------------------------------------
+@pytest.mark.one_backend
 def test_a_version_has_the_modes_the_umask_gives(ae_run, tmp_path):
     """TF Serving often runs as another user: a published version (the folder and everything in it)
     has the modes a plain mkdir and a plain file get under the umask, not mkdtemp's private 0700."""
@@ -491,6 +499,7 @@ def kgen_env(tmp_path: Path, hook: str | None = None) -> dict[str, str]:
     return env
 
 
+@pytest.mark.one_backend
 def test_a_full_disk_is_one_line_and_leaves_nothing(ae_run, tmp_path):
     """TensorFlow runs out of space writing the variables (in kgen on TensorFlow, in its TensorFlow
     subprocess on JAX and PyTorch): one line naming the file, exit 1 (a failure while running, not
@@ -513,6 +522,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(ae_run, tmp_path):
                                       "No space left on device [Op:SaveV2]"), "no space left on device",
      "/srv/m/1/v.tempstate7"),
 ])
+@pytest.mark.one_backend
 def test_refused_writes_say_what_and_where(tmp_path, error, reason, where):
     """An OSError (with or without its file) or TensorFlow's OpError for an errno: one line."""
     with pytest.raises(kgen_export.ExportFailed) as failed:
@@ -586,6 +596,7 @@ def start_export(ae_run: Path, out: Path, env: dict, leftovers, *options: str) -
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds processes in /proc")
 @pytest.mark.parametrize("signum, stage", [(signal.SIGTERM, "write"), (signal.SIGINT, "write"),
                                            (signal.SIGTERM, "check")])
+@pytest.mark.one_backend
 def test_a_signal_leaves_nothing_behind(ae_run, tmp_path, leftovers, signum, stage):
     """SIGTERM (to kgen) or Ctrl-C (SIGINT to its process group) while the SavedModel is written
     (by kgen on TensorFlow, by its TensorFlow subprocess on JAX and PyTorch; kept writing by STUCK)
@@ -615,6 +626,7 @@ def test_a_signal_leaves_nothing_behind(ae_run, tmp_path, leftovers, signum, sta
     assert not list(Path(env["TMPDIR"]).iterdir())  # the scratch folder, --check's folder
 
 
+@pytest.mark.one_backend
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds processes in /proc")
 def test_the_tensorflow_process_ends_when_kgen_is_killed(ae_run, tmp_path, leftovers):
     """SIGKILL gives kgen no chance to clean up (its temporary folder stays); its TensorFlow

@@ -91,6 +91,7 @@ BAD_INPUT = {
 }
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize("case", list(BAD_INPUT))
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path):
     make_args, message = BAD_INPUT[case]
@@ -102,6 +103,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path):
     assert set(tmp_path.rglob("*")) == before  # no run folder, no partial file
 
 
+@pytest.mark.one_backend
 def test_an_unknown_backend_in_the_environment_is_one_line(tmp_path):
     result = run_kgen("train", "vae", "--run-dir", str(tmp_path / "run"), env={"KERAS_BACKEND": "foo"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -109,6 +111,7 @@ def test_an_unknown_backend_in_the_environment_is_one_line(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.one_backend
 def test_a_tiny_image_folder_trains_and_draws_its_code_scatter(tmp_path):
     """10 PNGs hold out one test image: the code scatter of one code must still be drawn."""
     result = invoke("train", "ae", "--dataset", png_folder(tmp_path, 10), "--epochs", 1, "--steps-per-epoch", 5,
@@ -117,6 +120,7 @@ def test_a_tiny_image_folder_trains_and_draws_its_code_scatter(tmp_path):
     assert (tmp_path / "run" / "samples" / "codes-epoch-0001.png").is_file()
 
 
+@pytest.mark.one_backend
 def test_sample_never_overwrites_a_file_without_force(tmp_path, idx_folder):
     result = invoke("train", "vae", "--dataset", idx_folder, "--epochs", 1, "--steps-per-epoch", 1,
                     "--batch-size", 8, "--hidden", 8, "--run-dir", tmp_path / "run")
@@ -129,6 +133,7 @@ def test_sample_never_overwrites_a_file_without_force(tmp_path, idx_folder):
     assert Image.open(out).size[0] > 1
 
 
+@pytest.mark.one_backend
 def test_a_diverging_run_is_one_line_and_leaves_no_run_folder(tmp_path, idx_folder):
     run_dir = tmp_path / "run"
     result = invoke("train", "ae", "--dataset", idx_folder, "--epochs", 2, "--batch-size", 16,
@@ -216,6 +221,7 @@ def test_a_huge_learning_rate_stops_training_before_anything_nonfinite_is_saved(
     assert_nothing_nonfinite_saved(tmp_path / "nan", epochs_kept=1)
 
 
+@pytest.mark.one_backend
 def test_resume_rewrites_a_damaged_model_file_from_the_checkpoint(three_epochs):
     overwrite_middle(three_epochs / "model.keras")
     result = run_kgen("train", "--resume", str(three_epochs))
@@ -245,6 +251,7 @@ def overwrite_middle(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize("damage", [truncate, overwrite_middle], ids=["truncated", "overwritten"])
 def test_resume_skips_a_corrupt_checkpoint_for_the_one_before(three_epochs, damage):
     run = Run.open(three_epochs)
@@ -257,6 +264,7 @@ def test_resume_skips_a_corrupt_checkpoint_for_the_one_before(three_epochs, dama
     assert run.latest_checkpoint()[0] == 4 and [h["epoch"] for h in run.metrics()["history"]] == [1, 2, 3, 4]
 
 
+@pytest.mark.one_backend
 def test_no_intact_checkpoint_is_one_line(three_epochs):
     run = Run.open(three_epochs)
     for _, path in run.checkpoints():
@@ -265,6 +273,7 @@ def test_no_intact_checkpoint_is_one_line(three_epochs):
     assert "no intact checkpoint" in line
 
 
+@pytest.mark.one_backend
 def test_a_corrupt_checkpoint_pointer_falls_back_to_the_checkpoints_on_disk(three_epochs):
     (three_epochs / "checkpoints" / "latest.json").write_text("{garbage")
     result = run_kgen("train", "--resume", str(three_epochs), "--epochs", "4")
@@ -272,6 +281,7 @@ def test_a_corrupt_checkpoint_pointer_falls_back_to_the_checkpoints_on_disk(thre
     assert "latest.json is corrupt" in result.stderr and "after epoch 3" in result.stderr
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize("damage", [truncate, overwrite_middle], ids=["truncated", "overwritten"])
 def test_a_corrupt_model_file_is_called_corrupt_by_every_command(three_epochs, tmp_path, damage):
     damage(three_epochs / "model.keras")
@@ -282,6 +292,7 @@ def test_a_corrupt_model_file_is_called_corrupt_by_every_command(three_epochs, t
     assert not (tmp_path / "e").exists() and not (tmp_path / "s.png").exists()
 
 
+@pytest.mark.one_backend
 def test_a_corrupt_config_is_one_line_for_every_command(three_epochs, tmp_path):
     (three_epochs / "config.json").write_text('{"model": ')
     for args in (["train", "--resume", three_epochs], ["sample", three_epochs, "--out", tmp_path / "s.png"],
@@ -345,6 +356,7 @@ def test_a_run_killed_at_a_random_moment_resumes_to_the_uninterrupted_run_bit_fo
         assert resumed_epoch == pytest.approx(whole_epoch, rel=1e-6)
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize("when", ["at start", "after an epoch"])
 def test_sigterm_ends_training_with_one_line_and_keeps_what_was_checkpointed(idx_folder, tmp_path, when):
     run_dir = tmp_path / "run"
@@ -377,6 +389,7 @@ def finished_search(idx_folder, tmp_path_factory) -> Path:
     return tuner_dir
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize("state", ["tune.json", "search/oracle.json", "search/tuner0.json", "search/trial_0/trial.json"])
 def test_a_corrupt_tuner_state_is_one_line_naming_the_file(finished_search, tmp_path, state):
     import shutil

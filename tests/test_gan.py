@@ -164,6 +164,7 @@ def test_conv_networks_take_32x32_colour_images(name):
     assert np_(model.discriminate(np.zeros((2, 32, 32, 3), "float32"))).shape == (2,)
 
 
+@pytest.mark.one_backend
 def test_every_gan_is_listed():
     listing = invoke("list").output
     for name in ("gan:", "dcgan:", "cgan:", "infogan:", "wgan:", "wgan_gp:", "classifier:", "learning rate 5e-05"):
@@ -187,6 +188,7 @@ def test_slerp_keeps_the_norm_of_equal_norm_endpoints():
     np.testing.assert_allclose(path[:, 0], z0, rtol=1e-5)
 
 
+@pytest.mark.one_backend
 def test_bad_options_are_clear_errors():
     with pytest.raises(ValueError, match="--g-loss must be one of non-saturating, minimax"):
         small("gan", g_loss="wasserstein")

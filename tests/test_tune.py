@@ -89,6 +89,7 @@ def classifier_run(idx_folder, tmp_path_factory) -> Path:
 
 
 # -- searches ----------------------------------------------------------------------------------
+@pytest.mark.one_backend
 def test_a_search_killed_after_its_first_trial_resumes_without_repeating_it(random_search):
     tuner_dir, killed_at = random_search["dir"], random_search["killed_at"]
     assert [(r["trial"], r["status"]) for r in random_search["before"]] == [("0", "COMPLETED")]
@@ -162,6 +163,7 @@ def test_a_finished_search_resumed_runs_no_trial_and_other_settings_are_refused(
             in result.output)
 
 
+@pytest.mark.one_backend
 def test_hyperband_continues_the_best_short_trials_from_their_checkpoints(idx_folder, tmp_path):
     tuner_dir = tmp_path / "hyperband"
     # max_epochs 3, factor 3: three 1-epoch trials, then the best one trained on to epoch 3.
@@ -210,6 +212,7 @@ def test_fid_drives_a_bayesian_search_of_a_generator(idx_folder, classifier_run,
     assert (tuner_dir / "best" / f"1-trial_{best['trial']}" / "samples-epoch-0002.png").is_file()
 
 
+@pytest.mark.one_backend
 def test_a_search_whose_trials_keep_failing_stops_with_one_line(idx_folder, tmp_path):
     # Adam's first steps move every weight by about the learning rate: 1e37 overflows float32 at once.
     (tmp_path / "huge.yaml").write_text("learning_rate: {min: 1.0e+37, max: 3.0e+38, sampling: log}\n")
@@ -258,6 +261,7 @@ SPACE_ERRORS = [
 ]
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize("name,text,message", SPACE_ERRORS, ids=[e[0] for e in SPACE_ERRORS])
 def test_a_malformed_space_file_is_one_clear_line(tmp_path, idx_folder, name, text, message):
     (tmp_path / name).write_text(text)
@@ -276,6 +280,7 @@ def test_a_malformed_space_file_is_one_clear_line(tmp_path, idx_folder, name, te
     (["--beta", 2], "model 'ae' has no option --beta"),
     (["--resume"], "no search to resume in"),
 ])
+@pytest.mark.one_backend
 def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, idx_folder, args, message):
     result = invoke("tune", "ae", "--dataset", idx_folder, "--tuner-dir", tmp_path / "t", *args)
     assert result.exit_code == 2, result.output
@@ -285,6 +290,7 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, idx_folder, args, mess
     assert all(line.startswith("[kgen] ") for line in before) and not (tmp_path / "t").exists()
 
 
+@pytest.mark.one_backend
 def test_an_existing_search_is_never_overwritten(random_search, idx_folder):
     tuner_dir = random_search["dir"]
     before = (tuner_dir / "results.csv").read_text()
@@ -294,6 +300,7 @@ def test_an_existing_search_is_never_overwritten(random_search, idx_folder):
 
 
 # -- spaces ------------------------------------------------------------------------------------
+@pytest.mark.one_backend
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_every_default_space_names_only_the_models_options_and_valid_values(model):
     options = tuning.searchable_options(model)
@@ -304,6 +311,7 @@ def test_every_default_space_names_only_the_models_options_and_valid_values(mode
     assert all(isinstance(values[n], options[n].type) for n in values if n != "learning_rate")
 
 
+@pytest.mark.one_backend
 def test_spaces_follow_the_architecture_and_the_command_line():
     assert tuning.search_space("ae", {})["hidden"] == tuning.Choice(256, 512, 1024)
     assert tuning.search_space("ae", {"arch": "conv"})["hidden"] == tuning.Choice(8, 16, 32)
@@ -318,6 +326,7 @@ def test_spaces_follow_the_architecture_and_the_command_line():
         tuning.search_space("vae", {}, {"latent_dim": {"min": 2, "max": 6.5}})
 
 
+@pytest.mark.one_backend
 def test_space_files_in_yaml_and_json_read_the_same(tmp_path):
     (tmp_path / "s.yaml").write_text("beta: {min: 0.5, max: 4, sampling: log}\nlatent_dim: [2, 4]\nhidden: 64\n")
     (tmp_path / "s.json").write_text(json.dumps({"beta": {"min": 0.5, "max": 4, "sampling": "log"},

@@ -25,6 +25,7 @@ from keras import ops
 from scipy.optimize import linear_sum_assignment
 
 from kgen.metrics.compiled import compiled_batches
+from kgen.metrics.report import rescale
 
 
 def matched_accuracy(codes: np.ndarray, labels: np.ndarray, num_codes: int | None = None,
@@ -87,8 +88,6 @@ def generated_code_accuracy(model, classifier, per_code: int = 1000, seed: int =
 
     Returns ``generated_code_accuracy``, ``generated_code_error``, ``generated_code_examples`` and
     ``generated_code_to_class`` (named apart from ``q_code_accuracy``'s figures, so both can be reported)."""
-    from kgen.metrics.report import rescale
-
     rng = np.random.default_rng(seed)
     categories = model.code_sizes[1]
     latent = np.concatenate([code_latents(model, code, per_code, rng) for code in range(categories)])
