@@ -192,7 +192,7 @@ def wait_for(condition, what: str, timeout: float = TIMEOUT) -> None:
 def test_a_worker_that_never_comes_back_has_its_trial_trained_by_another(idx_folder, tmp_path):
     tuner_dir = tmp_path / "search"
     args = ["tune", "ae", "--dataset", idx_folder, "--max-trials", 2, "--epochs", 1, *TINY_AE, "--best-grids", 0,
-            "--tuner-dir", tuner_dir, "--oracle", f"127.0.0.1:{free_port()}", "--worker-timeout", 2]
+            "--tuner-dir", tuner_dir, "--oracle", f"127.0.0.1:{free_port()}", "--worker-timeout", 4]
     chief = Process([*args, "--tuner-id", "chief"], tmp_path / "chief")
     tuner1 = Process([*args, "--tuner-id", "tuner1"], tmp_path / "tuner1")
     processes = [chief, tuner1]
@@ -201,7 +201,8 @@ def test_a_worker_that_never_comes_back_has_its_trial_trained_by_another(idx_fol
         killed = ongoing(tuner_dir)["tuner1"]
         tuner1.popen.send_signal(signal.SIGKILL)
         tuner1.popen.wait()
-        # A new worker, under another name: it starts for longer than the chief waits for tuner1.
+        # A new worker, under another name: it starts for longer than the chief waits for tuner1. (4 s:
+        # four missed heartbeats, so that a loaded machine does not make tuner2 look lost too.)
         tuner2 = Process([*args, "--tuner-id", "tuner2"], tmp_path / "tuner2")
         processes.append(tuner2)
         assert (chief.wait(), tuner2.wait()) == (0, 0), chief.stderr[-3000:]
@@ -212,7 +213,7 @@ def test_a_worker_that_never_comes_back_has_its_trial_trained_by_another(idx_fol
                 process.popen.wait()
     lost = [line for line in chief.stderr.splitlines() if " lost: " in line]
     assert len(lost) == 1 and lost[0].startswith("[kgen] worker tuner1 lost: no word from it for ")
-    assert lost[0].endswith(f"(--worker-timeout 2) while it trained trial {killed}: the trial goes back to the "
+    assert lost[0].endswith(f"(--worker-timeout 4) while it trained trial {killed}: the trial goes back to the "
                             "queue, the next worker trains it")
     # tuner2 trained the given-up trial and the other; its heartbeats kept it from being given up.
     assert sorted(trained(tuner2)) == ["0", "1"]
