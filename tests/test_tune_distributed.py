@@ -335,5 +335,6 @@ def test_the_chief_ignores_a_late_result_and_says_when_a_worker_comes_back(oracl
     late = oracle.trials["0"].to_proto()
     late.status = trial_module.TrialStatus.to_proto("COMPLETED")
     servicer.EndTrial(service.EndTrialRequest(trial=late), None)
-    assert lines[-1] == "ignored a late result for trial 0: it was given to another worker"
+    assert lines[-1] == ("ignored a result for trial 0: no worker trains it any more (its worker was given up for "
+                         "lost, or another worker finished it first)")
     assert oracle.trials["0"].status == "RUNNING" and oracle.end_order == []

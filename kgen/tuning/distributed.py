@@ -256,8 +256,10 @@ class WatchedOracleServicer(oracle_chief.OracleServicer):
     def EndTrial(self, request, context):
         trial_id = request.trial.trial_id
         if self.watch.owner(trial_id) is None:
-            # A worker given up for lost finished after all: its trial was queued, or is another's now.
-            self.watch.report(f"ignored a late result for trial {trial_id}: it was given to another worker")
+            # A worker given up for lost finished after all while its trial waits in the queue, or a
+            # second result for a trial whose first one has come: the oracle keeps one per trial.
+            self.watch.report(f"ignored a result for trial {trial_id}: no worker trains it any more (its worker "
+                              "was given up for lost, or another worker finished it first)")
             return protos.get_service().EndTrialResponse()
         self.watch.heard_about(trial_id)
         response = super().EndTrial(request, context)
