@@ -98,8 +98,10 @@ def search(idx_folder, tmp_path_factory) -> dict:
         pytest.skip(f"the search with a restarted worker runs with the {FULL_SEARCH_BACKEND} suite")
     folder = tmp_path_factory.mktemp("dtune")
     tuner_dir = folder / "search"
+    # --worker-timeout: longer than a restart takes on a loaded machine, so the chief waits for tuner1.
     args = ["tune", "ae", "--dataset", idx_folder, "--tuner", "random", "--max-trials", 4, "--epochs", 2, *TINY_AE,
-            "--best-grids", 1, "--tuner-dir", tuner_dir, "--oracle", f"127.0.0.1:{free_port()}"]
+            "--best-grids", 1, "--tuner-dir", tuner_dir, "--oracle", f"127.0.0.1:{free_port()}",
+            "--worker-timeout", TIMEOUT]
     chief = Process([*args, "--tuner-id", "chief"], folder / "chief")
     tuner1 = Process([*args, "--tuner-id", "tuner1"], folder / "tuner1")
     tuner2 = Process([*args, "--tuner-id", "tuner2"], folder / "tuner2")
