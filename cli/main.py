@@ -241,6 +241,10 @@ def train(
         train_model, train_config, run_dir=str(run_dir) if run_dir else None,
         resume=str(resume) if resume else None, verbose="auto",
     )
+    from kgen.backend.distribution import is_chief_process
+
+    if not is_chief_process():  # a data-parallel run's other processes: process 0 prints the summary
+        return
     metrics = run.metrics().get("final", {})
     if metrics:
         typer.echo("test: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
@@ -283,8 +287,12 @@ def tune(
     precision: Precision = None,
     distribute: Distribute = None,
     devices: Devices = None,
+    oracle: Optional[str] = typer.Option(None, "--oracle", help="Distributed search: HOST:PORT of the oracle. The chief listens there (0.0.0.0:PORT: on every address of its host); the workers connect to it. [default: $KERASTUNER_ORACLE_IP:$KERASTUNER_ORACLE_PORT]"),
+    tuner_id: Optional[str] = typer.Option(None, "--tuner-id", help="Distributed search: chief (serves the oracle, trains nothing, writes results.csv and best_config.json) or this worker's name (tuner1, ...). [default: $KERASTUNER_TUNER_ID]"),
+    worker_timeout: Optional[float] = typer.Option(None, "--worker-timeout", help="Distributed search, chief: seconds without a heartbeat before a worker's trial goes to the next worker. [default: 60]"),
+    oracle_timeout: Optional[float] = typer.Option(None, "--oracle-timeout", help="Distributed search, worker: seconds to wait for the oracle to answer at start. [default: 60]"),
 ) -> None:
-    from kgen import tuning
+    from kgen.tuning.settings import check_settings, distributed_search
 
     given = {k: v for k, v in dict(
         dataset=dataset, data_dir=data_dir, tuner=tuner, max_trials=max_trials, epochs=epochs, objective=objective,
@@ -294,16 +302,33 @@ def tune(
         eval_samples=eval_samples, **execution_options(precision, distribute, devices, None, None, None, None),
     ).items() if v is not None}
 
-    def setup():
+    def check_command_line():
+        """Everything the command line alone can get wrong, answered before a backend is imported."""
+        if best_grids < 0:
+            raise UsageError(f"--best-grids must be >= 0, got {best_grids}")
+        distributed = distributed_search(oracle, tuner_id, worker_timeout, oracle_timeout)
         options = parse_model_options(list(ctx.args), model or "")
-        return tuning.make_settings(model, given, options, space, tuner_dir, resume)
+        joining = distributed is not None and not distributed.is_chief
+        check_settings(model, given, options, tuner_dir, resume, joining)
+        return options, distributed, joining
 
-    settings, directory = run_guarded(setup)
-    result = run_guarded(tuning.tune, settings, directory, resume=resume, best_grids=best_grids,
+    options, distributed, joining = run_guarded(check_command_line)
+    from kgen import tuning  # its functions import KerasTuner and the backend: only for a command line that is fine
+
+    settings, directory = run_guarded(tuning.make_settings, model, given, options, space, tuner_dir, resume, joining)
+    result = run_guarded(tuning.tune, settings, directory, resume=resume, best_grids=best_grids, distributed=distributed,
                          interrupted=f"continue the search with `kgen tune --tuner-dir {directory} --resume`")
+    if result.worker is not None:
+        trained = ", ".join(result.trained) or "none"
+        typer.echo(f"worker {result.worker} trained trials: {trained}; the chief writes the results to "
+                   f"{result.results_path}")
+        return
     typer.echo("")
     typer.echo(tuning.format_table(result.rows))
     typer.echo("")
+    if result.unfinished:
+        typer.echo(f"unfinished trials: {', '.join(result.unfinished)} (their workers were lost; continue with "
+                   f"`kgen tune --tuner-dir {result.tuner_dir} --resume` and its distributed options)")
     if result.best is not None:
         typer.echo(f"best: trial {result.best['trial']}, {result.objective} = {result.best[result.objective]:.6g} "
                    f"({result.direction})")

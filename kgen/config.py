@@ -16,6 +16,9 @@ import kgen
 from kgen.catalog import get_spec
 
 LR_SCHEDULES = ("constant", "cosine")
+# Samples (and held-out images) behind the FID logged during training with --eval-every, and behind a
+# search's computed objectives (fid, kid, ...) unless --eval-samples says otherwise.
+EVAL_SAMPLES = 2000
 # Keras dtype policies: variables in float32, compute in 16 bits for the mixed ones ("auto": the
 # fastest measured on the machine at hand, kgen.backend.precision).
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -87,6 +88,11 @@ def archive_problem(path: Path) -> str | None:
 
 def write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+
+
+def slug(text: str) -> str:
+    """A dataset name or path as part of a file name: 'mnist', '/data/faces/' -> 'faces'."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", Path(text).stem if os.sep in text else text).strip("_") or "data"
 
 
 def read_json(path: Path) -> Any:

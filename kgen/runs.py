@@ -16,7 +16,6 @@ loaded (``load_model``) here.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -25,17 +24,13 @@ import keras
 
 import kgen.models  # noqa: F401 - registers every model class, so load_model can deserialize any run
 from kgen.files import FileError, archive_problem, atomic_write, checksum_path, checksum_problem, read_json, \
-    sha256_of, write_checksum, write_json
+    sha256_of, slug, write_checksum, write_json
 
 CHECKPOINTS_KEPT = 2
 
 
 class RunError(FileError):
     """A run directory is missing, corrupt or would be overwritten; the message is for the user."""
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.]+", "_", Path(text).stem if os.sep in text else text).strip("_") or "data"
 
 
 def create_run_dir(model: str, dataset: str, run_dir: str | None = None, root: str | Path = "runs") -> Path:

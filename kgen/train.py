@@ -16,7 +16,7 @@ import numpy as np
 import kgen
 from kgen import callbacks as kgen_callbacks
 from kgen import data as kgen_data
-from kgen.config import LR_SCHEDULES, RUN_RECORD_KEYS, TrainConfig  # noqa: F401 - TrainConfig is part of this API
+from kgen.config import EVAL_SAMPLES, LR_SCHEDULES, RUN_RECORD_KEYS, TrainConfig  # noqa: F401 - part of this API
 from kgen.data import dataset_arrays
 from kgen.files import archive_problem, atomic_write
 from kgen.metrics import rescale
@@ -29,8 +29,6 @@ from kgen.backend.precision import dtype_policy
 from kgen.backend.precision import resolve as resolve_precision
 from kgen.runs import Run, create_run_dir, find_classifier, load_model
 
-# Samples (and held-out images) behind the FID logged during training with --eval-every.
-EVAL_SAMPLES = 2000
 # Indices (into the training split) and labels of a semi-supervised run's labelled examples.
 LABELLED_FILE = "labelled.npz"
 
@@ -79,9 +77,10 @@ def setup_distribution(config: TrainConfig) -> Distribution:
         process_id=config.process_id, timeout=config.distribution_timeout, global_batch_size=config.batch_size)
 
 
-def load_data(config: TrainConfig) -> tuple[kgen_data.Dataset, str]:
-    """The run's dataset and how its inputs are scaled for the model (``data_range``)."""
-    data = kgen_data.load_dataset(config.dataset, config.data_dir)
+def load_data(config: TrainConfig, verbose: bool = True) -> tuple[kgen_data.Dataset, str]:
+    """The run's dataset and how its inputs are scaled for the model (``data_range``); ``verbose``:
+    say where it came from."""
+    data = kgen_data.load_dataset(config.dataset, config.data_dir, verbose=verbose)
     return data, kgen_data.data_range_for(data, get_model_class(config.model).data_range)
 
 
@@ -181,7 +180,9 @@ def train(
     requested = config.precision
     config.precision, precision_reason = resolve_precision(config.precision)
     keras.utils.set_random_seed(config.seed)
-    data, data_range = load_data(config)
+    # Process 0 alone tells what happens; every process still raises its errors.
+    tell = say if chief else (lambda message: None)
+    data, data_range = load_data(config, verbose=chief)
     with distribution.scope():
         model = build_model(config, data.shape, data_range, data.num_train, data.num_classes, distribution)
     labelled = None
@@ -217,12 +218,12 @@ def train(
             if initial_epoch >= config.epochs:  # only model.keras was damaged: write it again
                 if chief:
                     atomic_write(run.model_path, lambda tmp: model.save(tmp))
-                    say(f"rewrote {run.model_path} from the checkpoint of epoch {initial_epoch}")
+                    tell(f"rewrote {run.model_path} from the checkpoint of epoch {initial_epoch}")
                 return run
-            say(f"resuming {run.path} after epoch {initial_epoch}")
+            tell(f"resuming {run.path} after epoch {initial_epoch}")
     distribution.prepare(model)  # the replicas start from the same state, each with its own noise
     if distribution.is_distributed:
-        say(f"training on {distribution.describe()}")
+        tell(f"training on {distribution.describe()}")
 
     nan_guard = kgen_callbacks.NaNGuard(steps_in_epoch(config, data.num_train, distribution))
     # Callbacks that only compute run wherever the model's arrays are (every process of a multi-host
@@ -232,7 +233,7 @@ def train(
         if fresh:
             with distribution.scope():
                 pretraining = model.before_training(train_ds, config.learning_rate, train_batches.steps_per_epoch,
-                                                    verbose, callbacks=data_callbacks(train_batches))
+                                                    verbose if chief else 0, callbacks=data_callbacks(train_batches))
             if pretraining and chief:
                 run.record(pretraining, "pretraining")
         writers = [

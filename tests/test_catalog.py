@@ -115,6 +115,15 @@ FAST_COMMANDS = [
     (["train", "vae", "--dataset", "./nodir/"], 2, "no such file or folder"),
     (["train", "vae", "--learning-rate", "inf"], 2, "--learning-rate must be a finite number > 0"),
     (["train", "vae", "--epochs", "many"], 2, "--epochs"),
+    # `kgen tune` checks its command line as `kgen train` does: settings, model options, a search to
+    # resume, the distributed search's flags.
+    (["tune", "ae", "--tuner", "grid"], 2, "--tuner must be one of random, hyperband, bayesian"),
+    (["tune", "ae", "--max-trials", "0"], 2, "--max-trials must be >= 1"),
+    (["tune", "vae", "--beta", "-1"], 2, "--beta must be >= 0"),
+    (["tune", "ae", "--resume", "--tuner-dir", "nowhere"], 2, "no search to resume in nowhere"),
+    (["tune", "ae", "--oracle", "127.0.0.1:70000", "--tuner-id", "chief"], 2, "--oracle must be HOST:PORT"),
+    (["tune", "ae", "--oracle", "127.0.0.1:8000"], 2, "needs --tuner-id"),
+    (["tune", "ae", "--tuner-id", "tuner1"], 2, "give the oracle's --oracle HOST:PORT too"),
 ]
 
 

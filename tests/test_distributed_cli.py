@@ -119,6 +119,8 @@ def one_device_run(idx_folder, tmp_path_factory) -> Path:
 def test_two_replicas_train_as_one_device_does(idx_folder, one_device_run, tmp_path):
     result = kgen_train(2, base_args(idx_folder, tmp_path / "two", 3))
     assert result.returncode == 0, result.stderr[-3000:]
+    # torchrun's two processes share the output: process 0 alone prints the summary and the progress lines.
+    assert result.stdout.count("run directory:") == 1 and result.stderr.count("[kgen] data:") == 1, result.stdout
     config = json.loads((tmp_path / "two" / "config.json").read_text())
     assert config["distribution"].split(":")[0] in ("jax-data-parallel", "tf-mirrored", "torch-ddp")
     final = "checkpoints/epoch-0003.weights.h5"

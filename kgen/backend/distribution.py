@@ -276,7 +276,20 @@ def configure(
         raise DistributionError(f"kgen distributes on tensorflow, jax and torch, not {backend}")
     if global_batch_size is not None:
         distribution.per_replica_batch_size(global_batch_size)
+    global _process_index
+    _process_index = distribution.process_index
     return distribution
+
+
+# This process's index in the multi-process job it joined (one per process: jax.distributed,
+# torch.distributed and TF's cluster are process-wide); 0 when it joined none.
+_process_index = 0
+
+
+def is_chief_process() -> bool:
+    """Whether this process is process 0 of its job, the one that prints a command's progress and
+    summary (the others would repeat it) and writes the files."""
+    return _process_index == 0
 
 
 def virtual_cpu_devices(n: int) -> None:

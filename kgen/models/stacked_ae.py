@@ -106,7 +106,8 @@ class StackedAE(AE):
         epochs = self.hparams["pretrain_epochs"]
         if not epochs:
             return {}
-        print(f"[kgen] greedy layer-wise pretraining: {epochs} epoch(s) per layer", file=sys.stderr)
+        if verbose:  # 0 on a data-parallel run's other processes: process 0 says it
+            print(f"[kgen] greedy layer-wise pretraining: {epochs} epoch(s) per layer", file=sys.stderr)
         layer_losses = self.pretrain(dataset, epochs, learning_rate, steps_per_epoch, self.jit_compile, verbose,
                                      steps_per_execution=self.steps_per_execution, callbacks=callbacks)
         return {f"layer_{i + 1}_loss": loss for i, loss in enumerate(layer_losses)}

@@ -1,4 +1,5 @@
-"""The search: settings (tune.json), the HyperModel, KerasTuner's tuners with kgen's logging, results."""
+"""The search: the HyperModel, KerasTuner's tuners with kgen's logging, results (the settings, tune.json,
+are ``kgen.tuning.settings``; a search over several processes, ``kgen.tuning.distributed``)."""
 
 from __future__ import annotations
 
@@ -13,127 +14,54 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import grpc
 import keras
 import keras_tuner
 from keras_tuner.src import config as kt_config
 
-import kgen
 from kgen import callbacks as kgen_callbacks
 from kgen.models import get_model_class
-from kgen.files import atomic_write, read_json, write_json
-from kgen.runs import RunError, classifier_for, slug
+from kgen.files import atomic_write, write_json
+from kgen.runs import RunError, classifier_for
 from kgen.backend.distribution import Distribution
-from kgen.config import EXECUTION_FIELDS, RUN_FIELDS
 from kgen.backend.precision import resolve as resolve_precision
-from kgen.train import (EVAL_SAMPLES, TrainConfig, build_model, data_callbacks, grid_arrays, load_data, pipelines,
+from kgen.train import (TrainConfig, build_model, data_callbacks, grid_arrays, load_data, pipelines,
                         setup_distribution, steps_in_epoch)
+from kgen.tuning import distributed as kgen_distributed
 from kgen.tuning.objectives import (COMPUTED_OBJECTIVES, SearchData, check_objective, check_objective_name,
                                     default_objective, objective_direction)
+from kgen.tuning.settings import DistributedSearch, TuneSettings, check_settings, settings_file
 from kgen.tuning.spaces import (Spec, declare, parse_spec, read_space_file, search_space, searchable_options,
                                 spec_to_json)
 
-TUNERS = ("random", "hyperband", "bayesian")
-DIRECTIONS = ("min", "max")
 HYPERBAND_FACTOR = 3  # keep 1/3 of each Hyperband round for the next, 3x longer one (Li et al. 2018)
 BEST_GRIDS = 3  # default number of best trials whose sample grids are drawn after the search
 
 
-@dataclass
-class TuneSettings:
-    """Everything that defines a search; saved as tune.json in the tuner directory.
-
-    ``train`` holds the data and training settings every trial shares and the model options fixed
-    on the command line; ``train.epochs`` is each trial's length (Hyperband: the longest one).
-    """
-
-    train: TrainConfig
-    tuner: str = "random"
-    max_trials: int = 10
-    objective: str | None = None  # None: the model's default (its tuning_objective)
-    direction: str | None = None  # None: the objective's (COMPUTED_OBJECTIVES, MAXIMIZED)
-    space: dict[str, Any] = field(default_factory=dict)  # resolved, in file form (spec_to_json)
-    classifier: str | None = None  # the classifier run judging samples for fid/kid/classifier_score
-    eval_samples: int = EVAL_SAMPLES  # samples / held-out images behind the computed objectives
-
-    def validate(self) -> None:
-        """Raise ValueError with a user-facing message for impossible settings."""
-        if self.tuner not in TUNERS:
-            raise ValueError(f"--tuner must be one of {', '.join(TUNERS)}, got '{self.tuner}'")
-        if self.max_trials < 1:
-            raise ValueError(f"--max-trials must be >= 1, got {self.max_trials}")
-        if self.direction is not None and self.direction not in DIRECTIONS:
-            raise ValueError(f"--direction must be min or max, got '{self.direction}'")
-        if self.eval_samples < 2:
-            raise ValueError(f"--eval-samples must be >= 2, got {self.eval_samples}")
-        if self.train.eval_every or self.train.classifier:
-            raise ValueError("--eval-every is for `kgen train`; tune by --objective fid instead")
-        # validate() parses the fixed model options; it would also fill in the model's default
-        # learning rate, but None here means "not fixed": the space searches it.
-        rate = self.train.learning_rate
-        self.train.validate()
-        self.train.learning_rate = rate
-
-    def space_specs(self) -> dict[str, Spec]:
-        options = searchable_options(self.train.model)
-        return {name: parse_spec(name, raw, options[name], "tune.json") for name, raw in self.space.items()}
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "backend": keras.backend.backend(), "kgen_version": kgen.__version__}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TuneSettings":
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**{**known, "train": TrainConfig.from_dict(known["train"])})
-
-
-def settings_file(tuner_dir: Path) -> Path:
-    return Path(tuner_dir) / "tune.json"
-
-
-def default_tuner_dir(model: str, dataset: str) -> Path:
-    return Path("tuning") / f"{model}-{slug(dataset)}"
-
-
-# What `kgen tune` options the settings come from; compared when a search is resumed.
-TUNE_FIELDS = ("tuner", "max_trials", "objective", "direction", "classifier", "eval_samples")
-# The run settings a search gives every trial (the learning rate is searched or fixed on its own;
-# FID during training is `kgen train`'s, the search has its objective).
-TRAIN_FIELDS = tuple(f for f in RUN_FIELDS if f not in ("learning_rate", "eval_every", "classifier"))
+def space_specs(settings: TuneSettings) -> dict[str, Spec]:
+    """The search's space (tune.json's file form) as specs."""
+    options = searchable_options(settings.train.model)
+    return {name: parse_spec(name, raw, options[name], "tune.json") for name, raw in settings.space.items()}
 
 
 def make_settings(model: str | None, given: dict[str, Any], model_options: dict[str, Any],
                   space_file: str | Path | None = None, tuner_dir: str | Path | None = None,
-                  resume: bool = False) -> tuple[TuneSettings, Path]:
-    """The settings of a new search, or of the one saved in ``tuner_dir`` when ``resume``.
-
-    ``given`` holds the options given on the command line (``TUNE_FIELDS``, ``TRAIN_FIELDS`` and
-    ``learning_rate``); a resumed search takes its saved settings, and options given again must
-    agree with them, except ``max_trials``, which may grow.
-    """
-    unknown = set(given) - set(TUNE_FIELDS) - set(TRAIN_FIELDS) - {"learning_rate"}
-    if unknown:
-        raise ValueError(f"unknown tune settings: {', '.join(sorted(unknown))}")
-    if resume:
-        if tuner_dir is None:
-            if model is None:
-                raise ValueError("--resume needs the search: name the model (and --dataset) or give --tuner-dir")
-            tuner_dir = default_tuner_dir(model, given.get("dataset", "mnist"))
-        return resumed_settings(Path(tuner_dir), model, given, model_options, space_file), Path(tuner_dir)
-    if not model:
-        raise ValueError("name a model to tune (e.g. `kgen tune vae`); `kgen list` shows the models")
-    get_model_class(model)  # unknown model -> ValueError listing the names
-    train = TrainConfig(model=model, model_options=dict(model_options),
-                        **{k: v for k, v in given.items() if k in TRAIN_FIELDS or k == "learning_rate"})
-    settings = TuneSettings(train=train, **{k: v for k, v in given.items() if k in TUNE_FIELDS})
-    settings.validate()  # parses the fixed model options
-    overrides = read_space_file(space_file) if space_file is not None else None
+                  resume: bool = False, joining: bool = False) -> tuple[TuneSettings, Path]:
+    """The settings of a new search with its space resolved, or of the one saved in ``tuner_dir``
+    when ``resume`` (``kgen.tuning.settings.check_settings`` says what is checked, and ``joining``);
+    a ``--space`` file given again must resolve to the saved space."""
+    settings, tuner_dir = check_settings(model, given, model_options, tuner_dir, resume, joining)
+    if resume and space_file is None:
+        return settings, tuner_dir
     source = f"--space {space_file}" if space_file is not None else "--space"
-    settings.space = {k: spec_to_json(v) for k, v in
-                      search_space(model, fixed_options(settings.train), overrides, source).items()}
-    tuner_dir = Path(tuner_dir) if tuner_dir is not None else default_tuner_dir(model, settings.train.dataset)
-    if tuner_dir.exists() and (not tuner_dir.is_dir() or any(tuner_dir.iterdir())):
-        raise RunError(f"tuner directory {tuner_dir} already exists; continue its search with --resume "
-                       "or choose another --tuner-dir")
+    overrides = read_space_file(space_file) if space_file is not None else None
+    space = {k: spec_to_json(v) for k, v in
+             search_space(settings.train.model, fixed_options(settings.train), overrides, source).items()}
+    if not resume:
+        settings.space = space
+    elif space != settings.space:
+        raise ValueError(f"--resume continues the search in {tuner_dir} as it was set up; these differ: "
+                         f"--space {space_file} (the search has the space saved in {settings_file(tuner_dir)})")
     return settings, tuner_dir
 
 
@@ -141,51 +69,6 @@ def fixed_options(config: TrainConfig) -> dict[str, Any]:
     """Options the command line fixed: model options, and the learning rate when given."""
     rate = {} if config.learning_rate is None else {"learning_rate": config.learning_rate}
     return {**config.model_options, **rate}
-
-
-def resumed_settings(tuner_dir: Path, model: str | None, given: dict[str, Any], model_options: dict[str, Any],
-                     space_file: str | Path | None) -> TuneSettings:
-    path = settings_file(tuner_dir)
-    if not path.is_file():
-        raise RunError(f"no search to resume in {tuner_dir} (no tune.json)")
-    data = read_json(path)  # RunError naming the file when it is not JSON
-    try:
-        saved = TuneSettings.from_dict(data)
-    except (TypeError, KeyError, ValueError, AttributeError) as exc:
-        raise RunError(f"{path} is corrupt ({exc})") from None
-    differ = []
-
-    def compare(flag: str, new: Any, old: Any) -> None:
-        if new != old:
-            differ.append(f"{flag} {new} (the search has {old})")
-
-    if model is not None:
-        compare("model", model, saved.train.model)
-    for name, value in given.items():
-        if name == "max_trials":
-            continue
-        if name in EXECUTION_FIELDS:  # the devices a search runs on may change when it resumes
-            setattr(saved.train, name, value)
-            continue
-        old = getattr(saved, name) if name in TUNE_FIELDS else getattr(saved.train, name)
-        compare("--" + name.replace("_", "-"), value, old)
-    if model_options:
-        probe = TrainConfig(model=saved.train.model, model_options=dict(model_options))
-        probe.validate()
-        for name, value in probe.model_options.items():
-            compare("--" + name.replace("_", "-"), value, saved.train.model_options.get(name))
-    if space_file is not None:
-        space = search_space(saved.train.model, fixed_options(saved.train), read_space_file(space_file),
-                             f"--space {space_file}")
-        if {k: spec_to_json(v) for k, v in space.items()} != saved.space:
-            differ.append(f"--space {space_file} (the search has the space saved in {path})")
-    if differ:
-        raise ValueError(f"--resume continues the search in {tuner_dir} as it was set up; these differ: "
-                         + "; ".join(differ))
-    if "max_trials" in given:
-        saved.max_trials = given["max_trials"]
-    saved.validate()
-    return saved
 
 
 # -- the HyperModel and the tuners ---------------------------------------------------------------
@@ -208,7 +91,7 @@ class KgenHyperModel(keras_tuner.HyperModel):
         super().__init__(name=settings.train.model)
         self.settings, self.data, self.data_range = settings, data, data_range
         self.distribution = distribution or Distribution()  # every trial trains on these devices
-        self.space = settings.space_specs()
+        self.space = space_specs(settings)
         self.options = searchable_options(settings.train.model)
         self.objective_callbacks: list[keras.callbacks.Callback] = []  # shared by every trial (no state)
 
@@ -268,9 +151,22 @@ def trial_log_dir(log_root: str | Path, trial_id: str, execution: int = 0) -> Pa
 class TunerMixin:
     """What kgen adds to KerasTuner's tuners: one TensorBoard folder per trial and the hparams
     dashboard's record on every backend (KerasTuner does both on TensorFlow only), a line for a
-    failed trial, and results.csv rewritten after every trial."""
+    failed trial, results.csv rewritten after every trial, and on a distributed search's worker a
+    heartbeat to the chief while a trial trains (``kgen.tuning.distributed``)."""
 
-    results_path: Path | None = None
+    results_path: Path | None = None  # None: another process (the chief) writes the results
+    _heartbeat = None
+
+    def on_search_begin(self):
+        super().on_search_begin()
+        self.trained: list[str] = []  # the trials this process trained, in order
+        self._heartbeat: kgen_distributed.Heartbeat | None = None
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        stub = getattr(self.oracle, "stub", None)  # a worker's oracle is KerasTuner's OracleClient
+        if stub is not None:
+            self._heartbeat = kgen_distributed.Heartbeat(stub, trial.trial_id).start()
 
     def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
         boards = [c for c in callbacks if isinstance(c, keras.callbacks.TensorBoard)]
@@ -287,14 +183,23 @@ class TunerMixin:
             callbacks.append(hparams_api.KerasCallback(callback.log_dir, trial_hparams(trial), trial_id=trial.trial_id))
 
     def on_trial_end(self, trial):
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+        self.trained.append(trial.trial_id)
         try:
             super().on_trial_end(trial)  # raises after too many failed trials in a row
         finally:
-            if trial.status in ("FAILED", "INVALID"):
-                print(f"[kgen] trial {trial.trial_id} failed: {failure(trial)} (traceback in "
-                      f"{Path(self.get_trial_dir(trial.trial_id)) / 'trial.json'})", file=sys.stderr)
-            if self.results_path is not None:
-                write_results(self.results_path, results_rows(self))
+            self.record_trial_end(trial)
+
+    def record_trial_end(self, trial) -> None:
+        """A line for a failed trial and results.csv brought up to date (the chief of a distributed
+        search calls it for every trial a worker ends)."""
+        if trial is not None and trial.status in ("FAILED", "INVALID"):
+            print(f"[kgen] trial {trial.trial_id} failed: {failure(trial)} (traceback in "
+                  f"{Path(self.get_trial_dir(trial.trial_id)) / 'trial.json'})", file=sys.stderr)
+        if self.results_path is not None:
+            write_results(self.results_path, results_rows(self))
 
 
 def failure(trial) -> str:
@@ -326,8 +231,10 @@ class Hyperband(TunerMixin, keras_tuner.Hyperband):
 
 
 def make_tuner(settings: TuneSettings, hypermodel: KgenHyperModel, objective: str, direction: str,
-               tuner_dir: Path) -> keras_tuner.Tuner:
-    """The KerasTuner tuner of a search; it reloads the search's state when tuner_dir has one."""
+               tuner_dir: Path, worker: str | None = None) -> keras_tuner.Tuner:
+    """The KerasTuner tuner of a search; it reloads the search's state when tuner_dir has one.
+    ``worker``: this process is that worker of a distributed search (KerasTuner's variables set),
+    which leaves the results to the chief."""
     common = dict(
         hypermodel=hypermodel, objective=keras_tuner.Objective(objective, direction),
         directory=str(tuner_dir), project_name="search", overwrite=False,
@@ -346,8 +253,9 @@ def make_tuner(settings: TuneSettings, hypermodel: KgenHyperModel, objective: st
                        f"are listed in {Path(tuner_dir) / 'results.csv'}; start a new search with another "
                        "--tuner-dir") from None
     if "Reloading" in announced.getvalue():
-        print(f"[kgen] continuing the search in {tuner_dir}", file=sys.stderr)
-    tuner.results_path = Path(tuner_dir) / "results.csv"
+        joins = f"worker {worker} rejoins" if worker else "continuing"
+        print(f"[kgen] {joins} the search in {tuner_dir}", file=sys.stderr)
+    tuner.results_path = None if worker else Path(tuner_dir) / "results.csv"
     return tuner
 
 
@@ -382,6 +290,9 @@ class TuneResult:
     best_config_path: Path | None
     log_dir: Path
     grids: list[Path]
+    worker: str | None = None  # a distributed search's worker: it wrote no results
+    trained: list[str] = field(default_factory=list)  # the trials this process trained
+    unfinished: list[str] = field(default_factory=list)  # trials started but never ended (lost workers)
 
 
 def results_rows(tuner) -> list[dict[str, Any]]:
@@ -452,7 +363,14 @@ def draw_best_grids(tuner, settings: TuneSettings, data, data_range: str, tuner_
     best_root.mkdir()
     inputs, labels = grid_arrays(data, data_range)
     folders = []
-    for rank, trial in enumerate(tuner.oracle.get_best_trials(count), start=1):
+    best = [trial for trial in tuner.oracle.get_best_trials(count) if trial.status == "COMPLETED"]
+    elsewhere = [t.trial_id for t in best if not Path(tuner._get_checkpoint_fname(t.trial_id)).is_file()]
+    if elsewhere:  # a distributed search whose workers write to their own tuner directories
+        print(f"[kgen] no sample grids of trials {', '.join(elsewhere)}: their checkpoints are not in {tuner_dir} "
+              "(give the chief and the workers one shared --tuner-dir)", file=sys.stderr)
+    for rank, trial in enumerate(best, start=1):
+        if trial.trial_id in elsewhere:
+            continue
         model = tuner.load_model(trial)
         folder = best_root / f"{rank}-trial_{trial.trial_id}"
         grids = kgen_callbacks.ImageGrids(trial_log_dir(log_root, trial.trial_id) / "images", folder,
@@ -470,12 +388,17 @@ class SearchFailed(RuntimeError):
 
 
 def tune(settings: TuneSettings, tuner_dir: str | Path, resume: bool = False, verbose: int | str = "auto",
-         runs_root: str | Path = "runs", best_grids: int = BEST_GRIDS) -> TuneResult:
+         runs_root: str | Path = "runs", best_grids: int = BEST_GRIDS,
+         distributed: DistributedSearch | None = None) -> TuneResult:
     """Run (or, with ``resume``, continue) a search and write its results to ``tuner_dir``; then
     draw the sample grids of the ``best_grids`` best trials.
 
     Everything the user can get wrong (objective, classifier, data) is checked before the
     directory is created. ``runs_root`` is where the default classifier run is looked for.
+
+    ``distributed``: this process's part in a search over several processes (KerasTuner's
+    chief/worker mode). The chief serves the oracle, trains nothing and writes the results; a
+    worker trains the trials the oracle gives it and returns what it trained.
     """
     tuner_dir = Path(tuner_dir)
     settings.validate()
@@ -488,6 +411,11 @@ def tune(settings: TuneSettings, tuner_dir: str | Path, resume: bool = False, ve
     if config.coordinator is not None or (config.num_processes or 1) > 1:
         raise ValueError("kgen tune trains each trial data-parallel on this process's devices (--devices); "
                          "to spread a search over processes or hosts, run a distributed search (--tuner-id)")
+    if distributed is not None:  # before any data: a port taken, or no oracle to work for
+        if distributed.is_chief:
+            kgen_distributed.check_can_listen(distributed)
+        else:
+            kgen_distributed.wait_for_oracle(distributed)
     distribution = setup_distribution(config)
     config.precision, _ = resolve_precision(config.precision)  # tune.json keeps what "auto" chose
     data, data_range = load_data(config)
@@ -511,32 +439,70 @@ def tune(settings: TuneSettings, tuner_dir: str | Path, resume: bool = False, ve
     del probe
 
     tuner_dir.mkdir(parents=True, exist_ok=True)
-    # The resolved objective is saved too: a resumed search keeps it even if the defaults change.
-    write_json(settings_file(tuner_dir), {**settings.to_dict(), "objective": objective, "direction": direction})
-    tuner = make_tuner(settings, hypermodel, objective, direction, tuner_dir)
+    worker = distributed.tuner_id if distributed is not None and not distributed.is_chief else None
+    if worker is None:  # the chief's settings are the search's
+        # The resolved objective is saved too: a resumed search keeps it even if the defaults change.
+        write_json(settings_file(tuner_dir), {**settings.to_dict(), "objective": objective, "direction": direction})
     log_root = tuner_dir / "logs"
-    # KerasTuner deep-copies this per trial and points it at logs/<trial>/execution0.
-    board = kgen_callbacks.TensorBoard(log_dir=str(log_root), write_graph=False)
-    debug, kt_config.DEBUG = kt_config.DEBUG, False  # a failed trial is one line, not KerasTuner's traceback
-    try:
-        tuner.search(epochs=config.epochs, callbacks=[board], verbose=verbose)
-    except RuntimeError as exc:
-        if "consecutive failures" not in str(exc):
-            raise
-        last = tuner.oracle.trials[tuner.oracle.end_order[-1]]
-        raise SearchFailed(f"the search stopped after {tuner.oracle.max_consecutive_failed_trials} failed trials in a "
-                           f"row; the last: {failure(last)}") from None
-    finally:
-        kt_config.DEBUG = debug
+    # KerasTuner reads its variables while the tuner is made, searches and saves.
+    with (kgen_distributed.kerastuner_environment(distributed) if distributed else contextlib.nullcontext()):
+        tuner = make_tuner(settings, hypermodel, objective, direction, tuner_dir, worker)
+        if distributed is not None and distributed.is_chief:
+            serve_search(tuner, distributed, verbose)
+        else:
+            run_search(tuner, distributed, config.epochs, log_root, verbose)
+    if worker is not None:
+        return TuneResult(tuner_dir, objective, direction, [], None, tuner_dir / "results.csv", None, log_root, [],
+                          worker=worker, trained=tuner.trained)
 
     rows = results_rows(tuner)
     results_path = tuner_dir / "results.csv"
     write_results(results_path, rows)
-    best_trials = tuner.oracle.get_best_trials(1)
+    best_trials = [trial for trial in tuner.oracle.get_best_trials(1) if trial.status == "COMPLETED"]
     best, best_path, grids = None, None, []
     if best_trials:
         best = next(row for row in rows if row["trial"] == best_trials[0].trial_id)
         best_path = tuner_dir / "best_config.json"
         write_json(best_path, asdict(best_config(settings, best_trials[0])))
         grids = draw_best_grids(tuner, settings, data, data_range, tuner_dir, log_root, best_grids)
-    return TuneResult(tuner_dir, objective, direction, rows, best, results_path, best_path, log_root, grids)
+    unfinished = [row["trial"] for row in rows if row["status"] == "RUNNING"]
+    return TuneResult(tuner_dir, objective, direction, rows, best, results_path, best_path, log_root, grids,
+                      trained=getattr(tuner, "trained", []), unfinished=unfinished)
+
+
+def run_search(tuner, distributed: DistributedSearch | None, epochs: int, log_root: Path,
+               verbose: int | str) -> None:
+    """Train trials until the oracle has no more: this process's own, or a distributed search's chief's."""
+    # KerasTuner deep-copies this per trial and points it at logs/<trial>/execution0.
+    board = kgen_callbacks.TensorBoard(log_dir=str(log_root), write_graph=False)
+    debug, kt_config.DEBUG = kt_config.DEBUG, False  # a failed trial is one line, not KerasTuner's traceback
+    try:
+        tuner.search(epochs=epochs, callbacks=[board], verbose=verbose)
+    except RuntimeError as exc:
+        if "consecutive failures" not in str(exc):
+            raise
+        last = tuner.oracle.trials[tuner.oracle.end_order[-1]]
+        raise SearchFailed(f"the search stopped after {tuner.oracle.max_consecutive_failed_trials} failed trials in a "
+                           f"row; the last: {failure(last)}") from None
+    except grpc.RpcError as exc:  # the chief refused a report (it stopped the search) or went away
+        raise RuntimeError(f"the oracle at {distributed.address} failed this worker's call "
+                           f"({exc.code().name}: {exc.details()})") from None
+    finally:
+        kt_config.DEBUG = debug
+        if tuner._heartbeat is not None:
+            tuner._heartbeat.stop()
+
+
+def serve_search(tuner, distributed: DistributedSearch, verbose: int | str) -> None:
+    """The chief's part: serve KerasTuner's oracle to the workers until the search is over, bringing
+    results.csv up to date after every trial a worker ends (``kgen.tuning.distributed.serve``)."""
+    tuner.oracle.verbose = verbose  # what KerasTuner's search() sets on the chief before it serves
+    tuner.save()
+
+    def trial_ended(trial_id: str) -> None:
+        tuner.record_trial_end(tuner.oracle.trials.get(trial_id))
+
+    if kgen_distributed.serve(tuner.oracle, distributed, trial_ended):
+        last = tuner.oracle.trials[tuner.oracle.end_order[-1]]
+        raise SearchFailed(f"the search stopped after {tuner.oracle.max_consecutive_failed_trials} failed trials in a "
+                           f"row; the last: {failure(last)}")

@@ -14,7 +14,6 @@ file (YAML or JSON) uses the same shapes, in file form:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import keras_tuner
 from kgen.catalog import Option
 from kgen.models import get_model_class
 from kgen.space import (LEARNING_RATE, ByArch, Choice, Fixed, Range, Spec, SpaceError, check_spec, log_range,
-                        parse_spec, spec_to_json)
+                        parse_spec)
 
 def searchable_options(model: str) -> dict[str, Option]:
     """The options a space may name: the model's (less the data scaling) and the learning rate."""
