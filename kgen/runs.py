@@ -191,7 +191,7 @@ class Run:
                        f"{self.path}{'' if dataset is None else f' --dataset {dataset}'} --split {split}`")
 
     def record(self, results: dict, *section: str) -> None:
-        """Store ``results`` (numbers as floats) in metrics.json under ``section``, e.g. ("evaluation", "test")."""
+        """Store ``results`` (numbers as floats) in metrics.json under ``section``, e.g. ("final",)."""
         metrics = self.metrics()
         parent = metrics
         for key in section[:-1]:

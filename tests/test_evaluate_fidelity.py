@@ -50,7 +50,9 @@ def evaluate(run: Path, *args) -> dict:
     result = invoke("evaluate", run, *FAST, *args)
     assert result.exit_code == 0, result.output
     record = Run.open(run).evaluations()[-1]
-    assert result.output.startswith(f"data: {record['data']['dataset']} (")
+    data = record["data"]
+    assert (f"data: {data['dataset']} ({data['source']}), {data['split']} split, {data['examples']} examples, "
+            f"sha256 {data['sha256'][:16]}\n") in result.output
     for name in record["metrics"]:
         assert name in result.output
     return record
@@ -169,7 +171,7 @@ def test_other_data_add_records_and_never_replace_one(runs, tmp_path):
     other = write_npz(tmp_path / "other.npz")
     result = invoke("evaluate", run_dir, "--dataset", other, *FAST)
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0].startswith(f"data: {other.resolve()} (npz file")
+    assert f"data: {other.resolve()} (npz file" in result.output
     records = run.evaluations()
     assert before <= {json.dumps(r, sort_keys=True) for r in records}  # every earlier record intact
     added = records[-1]
@@ -188,16 +190,6 @@ def test_other_data_add_records_and_never_replace_one(runs, tmp_path):
     assert len(run.evaluations()) == len(records) + 2
     hashes = {own["data"]["sha256"], added["data"]["sha256"], limited["data"]["sha256"], train["data"]["sha256"]}
     assert len(hashes) == 4 and limited["data"]["examples"] == 10 and train["data"]["examples"] == 160
-
-    # Same shape, one pixel changed: another hash, so another record.
-    changed = tmp_path / "changed.npz"
-    with np.load(other) as arrays:
-        contents = dict(arrays)
-    contents["x_test"][0, 0, 0] ^= 1
-    np.savez(changed, **contents)
-    result = invoke("evaluate", run_dir, "--dataset", changed, *FAST)
-    assert result.exit_code == 0, result.output
-    assert run.evaluations()[-1]["data"]["sha256"] != added["data"]["sha256"]
 
 
 def test_bad_data_is_one_line_and_writes_nothing(runs, tmp_path):
