@@ -14,8 +14,8 @@ from scipy import linalg
 
 from conftest import digit_like_images, invoke, np_
 from kgen import metrics, sampling
-from kgen.models import CGAN, DCGAN, GAN, WGAN, WGANGP, InfoGAN
 from kgen.runs import Run
+from kgen.models import CGAN, DCGAN, GAN, WGAN, WGANGP, InfoGAN
 from kgen.train import compile_options
 
 
