@@ -38,9 +38,8 @@ from keras import ops
 from kgen.metrics.compiled import compiled
 from kgen.metrics.likelihood import binarize, mean_and_standard_error
 
-
 # -- schedules and the base distribution -----------------------------------------------------------
-PAPER_STEPS = 14_500
+PAPER_STEPS = 14_500  # Salakhutdinov & Murray's number of annealing steps (section 4.2)
 
 
 def paper_schedule(steps: int = PAPER_STEPS) -> np.ndarray:
