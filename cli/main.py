@@ -472,33 +472,50 @@ def encode(
     typer.echo(f"wrote codes of {count} {split} examples to {path}")
 
 
-@app.command(help="Reconstruction error (MSE, BCE), PSNR, denoising gain, PCA angles (linear_ae), accuracy "
-             "(classifier, semi-supervised aae), clustering error (aae --mode clustering), code-vs-prior MMD and "
-             "scatter (aae), FID/KID/classifier score/mode coverage (generators) on a split; printed and written to "
-             "the run's metrics.json.")
+@app.command(help="Judge a run with its field's figures on a split of its data or of --dataset: reconstruction error, "
+             "PSNR, denoising gain, PCA angles (autoencoders); -ELBO and the IWAE bound in nats and bits/dim (vae, "
+             "tcvae); the AIS log-likelihood (rbm); FID, KID, classifier score, mode coverage, precision/recall and the "
+             "real-vs-real floor (generators); code accuracy (infogan); error rates, code-vs-prior MMD and the Parzen "
+             "log-likelihood (aae); accuracy (classifier). Printed, and recorded in the run's metrics.json with the "
+             "data it was computed on (one record per data set and split; docs/evaluation.md).")
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory."),
     split: str = typer.Option("test", "--split", help="train or test."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Evaluate on this data instead of the run's: a TFDS name, IDX folder, image folder or .npz whose examples have the model's input shape (scaled as the run's data). Default: the run's dataset."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="TFDS data directory. Default: the run's."),
     scores: Optional[Path] = typer.Option(None, "--scores", help="Write per-example metrics and anomaly scores (.csv)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N examples."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the corruption (denoising models) and of the samples (generators)."),
-    n: int = typer.Option(10_000, "--n", help="Generators: number of samples judged."),
-    classifier: Optional[Path] = typer.Option(None, "--classifier", help="Classifier run whose features judge the samples (FID, KID). [default: newest on the dataset beside RUN]"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the corruption (denoising models), the samples (generators), the binarization/dequantization and the importance and AIS draws (likelihoods)."),
+    n: int = typer.Option(10_000, "--n", help="Generators and AAEs: number of samples judged (and of real images in the FID floor, of Parzen kernels)."),
+    classifier: Optional[Path] = typer.Option(None, "--classifier", help="Classifier run whose features judge the samples (FID, KID, precision/recall). Default: the newest on the run's dataset beside RUN."),
+    importance_samples: int = typer.Option(200, "--importance-samples", "-k", min=0, help="VAEs: K, importance samples per example of the IWAE bound (the papers use 5000; larger K, tighter bound, K times the time; 0 skips the likelihood)."),
+    ais_temperatures: int = typer.Option(14_500, "--ais-temperatures", min=3, help="RBMs: AIS intermediate distributions (steps), spaced as Salakhutdinov & Murray 2008 (their 14,500 by default); fewer is faster and biases log Z low."),
+    ais_runs: int = typer.Option(100, "--ais-runs", min=2, help="RBMs: independent AIS runs (chains) averaged for log Z (the paper: 100)."),
 ) -> None:
     from kgen import evaluate as kgen_evaluate
+    from kgen.config import dataset_path_problem
 
     def compute():
         if scores is not None and scores.exists():
             raise UsageError(f"{scores} exists; choose another --scores file")
+        problem = dataset_path_problem(dataset) if dataset is not None else None
+        if problem:
+            raise UsageError(problem)
         run_, model = _load_run_model(run)
         return kgen_evaluate.evaluate(model, run_, split, scores=scores, seed=seed, limit=limit,
-                                      classifier=classifier, n=n)
+                                      classifier=classifier, n=n, dataset=dataset, data_dir=data_dir,
+                                      importance_samples=importance_samples, ais_temperatures=ais_temperatures,
+                                      ais_runs=ais_runs)
 
-    summary = run_guarded(compute)
+    record = run_guarded(compute)
+    data, summary = record["data"], record["metrics"]
+    typer.echo(f"data: {data['dataset']} ({data['source']}), {data['split']} split, {data['examples']} examples, "
+               f"sha256 {data['sha256'][:16]}")
     width = max(map(len, summary))
     typer.echo(f"{'metric':<{width}}  {split}")
     for name, value in summary.items():
         typer.echo(f"{name:<{width}}  {value if isinstance(value, str) else format(value, '.6g')}")
+    typer.echo(f"recorded in {Path(run) / 'metrics.json'} (evaluations)")
     if scores is not None:
         typer.echo(f"per-example scores: {scores}")
 

@@ -53,6 +53,19 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def sha256_of_arrays(*arrays) -> str:
+    """sha256 over numpy arrays: each one's dtype, shape and C-order bytes, in order (equal arrays,
+    equal digest; any changed value, dtype or shape, another)."""
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 def checksum_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 

@@ -6,7 +6,8 @@
         checkpoints/           epoch-NNNN.weights.h5 (weights + optimizer state), latest.json
         logs/                  TensorBoard: train/, validation/ scalars, images/ grids
         samples/               the same grids as PNG files
-        metrics.json           per-epoch history and the final evaluation
+        metrics.json           per-epoch history, the final test metrics, and every `kgen evaluate`
+                               record ("evaluations": one per evaluated data set and split)
 
 Every file is written to a temporary name and renamed into place, so a run
 killed at any moment (kill -9 included) keeps its last complete checkpoint.
@@ -159,14 +160,52 @@ class Run:
         metrics["history"] = history
         write_json(self.metrics_path, metrics)
 
+    def record_evaluation(self, record: dict) -> None:
+        """Add a `kgen evaluate` record to metrics.json's "evaluations" list. A record is keyed by
+        its data (``record["data"]``: dataset, split and sha256 of the evaluated arrays): it
+        replaces the earlier record of the same data and split, and leaves every other one as it
+        was, so an evaluation on other data never overwrites one."""
+        metrics = self.metrics()
+        key = evaluation_key(record)
+        kept = [r for r in metrics.get("evaluations", []) if evaluation_key(r) != key]
+        metrics["evaluations"] = [*kept, record]
+        write_json(self.metrics_path, metrics)
+
+    def evaluations(self) -> list[dict]:
+        """Every `kgen evaluate` record of the run, oldest first."""
+        return list(self.metrics().get("evaluations", []))
+
+    def evaluation(self, split: str = "test", dataset: str | None = None) -> dict:
+        """The metrics of the newest evaluation of ``split`` of ``dataset`` (default: the data the
+        run was trained on); RunError when there is none."""
+        wanted = dataset_identity(dataset if dataset is not None else self.config()["dataset"])
+        for record in reversed(self.evaluations()):
+            if record["data"]["split"] == split and record["data"]["dataset"] == wanted:
+                return record["metrics"]
+        raise RunError(f"{self.path} has no evaluation of the {split} split of {wanted}; run `kgen evaluate "
+                       f"{self.path}{'' if dataset is None else f' --dataset {dataset}'} --split {split}`")
+
     def record(self, results: dict, *section: str) -> None:
-        """Store ``results`` (numbers as floats) in metrics.json under ``section``, e.g. ("evaluation", "test")."""
+        """Store ``results`` (numbers as floats) in metrics.json under ``section``, e.g. ("final",)."""
         metrics = self.metrics()
         parent = metrics
         for key in section[:-1]:
             parent = parent.setdefault(key, {})
         parent[section[-1]] = {k: v if isinstance(v, str) else float(v) for k, v in results.items()}
         write_json(self.metrics_path, metrics)
+
+
+def evaluation_key(record: dict) -> tuple[str, str, str]:
+    """What identifies an evaluation's data: (dataset, split, sha256 of the evaluated arrays)."""
+    data = record["data"]
+    return data["dataset"], data["split"], data["sha256"]
+
+
+def dataset_identity(dataset: str) -> str:
+    """How an evaluation names its data: a TFDS name as given, a path as an absolute path (so
+    ``./digits`` and ``/home/me/digits`` are the same data)."""
+    path = Path(dataset).expanduser()
+    return str(path.resolve()) if path.exists() else dataset
 
 
 def latest_run(model: str, dataset: str | None = None, root: str | Path = "runs") -> Run | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -278,7 +277,7 @@ def test_semi_supervised_run_beats_chance_and_imposes_the_prior(semi_run):
     assert len(labelled["indices"]) == 100 and np.all(np.bincount(labelled["labels"]) == 10)
     result = invoke("evaluate", semi_run, "--limit", 500)
     assert result.exit_code == 0, result.output
-    evaluation = json.loads((semi_run / "metrics.json").read_text())["evaluation"]["test"]
+    evaluation = Run.open(semi_run).evaluation("test")
     assert evaluation["error_rate"] < 0.5  # chance: 0.9
     assert Path(evaluation["code_plot"]).is_file()
     # The codes moved towards N(0, I): their MMD to the prior fell below that of the untrained encoder's.
@@ -306,7 +305,7 @@ def test_style_grid_sample_and_clustering_evaluation(semi_run, idx_folder, tmp_p
     assert result.exit_code == 0, result.output
     result = invoke("evaluate", tmp_path / "clusters")
     assert result.exit_code == 0, result.output
-    evaluation = json.loads((tmp_path / "clusters" / "metrics.json").read_text())["evaluation"]["test"]
+    evaluation = Run.open(tmp_path / "clusters").evaluation("test")
     assert 0.0 <= evaluation["clustering_error"] < 1.0 and 1 <= evaluation["clusters_used"] <= 16
     assert "hungarian_accuracy" not in evaluation and "accuracy" not in evaluation
     result = invoke("encode", tmp_path / "clusters", "--limit", 30, "--out", tmp_path / "codes.npz")

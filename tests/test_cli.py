@@ -264,7 +264,7 @@ def test_evaluate_prints_a_table_records_it_and_writes_scores(denoising_run, tmp
     assert result.exit_code == 0, result.output
     for name in ("reconstruction_mse", "reconstruction_bce", "reconstruction_psnr", "psnr_noisy", "psnr_denoised"):
         assert name in result.output
-    recorded = Run.open(denoising_run).metrics()["evaluation"]["test"]
+    recorded = Run.open(denoising_run).evaluation("test")
     rows = scores.read_text().splitlines()
     assert rows[0] == "index,label,mse,bce,psnr,anomaly_score" and len(rows) == 41  # 40 test images
     mse = np.array([float(r.split(",")[2]) for r in rows[1:]])

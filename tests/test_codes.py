@@ -43,6 +43,10 @@ class StubInfoGAN:
         # logits of the 4 codes, then a continuous code's mean and log-std
         return ops.matmul(features, ops.convert_to_tensor(np.eye(4, 6, dtype="float32")))
 
+    def code_logits(self, x):
+        """The categorical code's logits, as InfoGAN.code_logits: Q on the features, the first 4 outputs."""
+        return self.q_head(self.features(ops.convert_to_tensor(x, "float32")))[:, :4]
+
     def generate(self, latent):
         code = ops.argmax(latent[:, 2:6], axis=1)
         drawn = ops.take(ops.convert_to_tensor(self.drawn_class.astype("int32")), code)

@@ -14,6 +14,7 @@ from scipy import linalg
 
 from conftest import digit_like_images, invoke, np_
 from kgen import metrics, sampling
+from kgen.runs import Run
 from kgen.models import CGAN, DCGAN, GAN, WGAN, WGANGP, InfoGAN
 from kgen.backend.execution import compile_options
 
@@ -285,7 +286,7 @@ def mnist_runs(tmp_path_factory) -> Path:
 def test_classifier_run_is_accurate(mnist_runs):
     result = invoke("evaluate", mnist_runs / "classifier")
     assert result.exit_code == 0, result.output
-    evaluation = json.loads((mnist_runs / "classifier" / "metrics.json").read_text())["evaluation"]["test"]
+    evaluation = Run.open(mnist_runs / "classifier").evaluation("test")
     assert evaluation["accuracy"] > 0.9
 
 
@@ -301,7 +302,7 @@ def test_cgan_samples_are_classified_as_their_label_and_fid_is_logged(mnist_runs
     assert result.exit_code == 0, result.output
     for name in ("fid", "kid", "classifier_score", "modes_covered", "mode_kl", "fid_real_floor", "label_accuracy"):
         assert name in result.output
-    report = json.loads((mnist_runs / "cgan" / "metrics.json").read_text())["evaluation"]["test"]
+    report = Run.open(mnist_runs / "cgan").evaluation("test")
     assert report["label_accuracy"] > 0.2  # chance is 0.1
     assert report["fid_real_floor"] < report["fid"]
     assert report["classifier"] == str(mnist_runs / "classifier")

@@ -242,7 +242,7 @@ def test_the_error_rate_objective_is_the_held_out_classification_error(classifie
     callback.set_model(model)
     logs = {}
     callback.on_epoch_end(0, logs)
-    summary = evaluate.evaluate(model, Run.open(classifier_run))
+    summary = evaluate.evaluate(model, Run.open(classifier_run))["metrics"]
     assert logs["error_rate"] == pytest.approx(summary["error_rate"], abs=1e-12) and 0 < logs["error_rate"] < 0.9
     assert "error_rate" in tuning.objectives.available_objectives(model, has_test_split=True)
 

@@ -20,10 +20,18 @@ from kgen.metrics.latent import clustering_error, hungarian_accuracy, mmd2_gauss
 from kgen.metrics.likelihood import binarize, dequantize, importance_sampling, vae_likelihood
 from kgen.metrics.parzen import parzen_evaluate, parzen_log_likelihood
 from kgen.metrics.precision_recall import precision_recall
-from kgen.metrics.report import classifier_outputs, real_floor, rescale, sample_quality
+from kgen.metrics.report import (
+    classifier_outputs,
+    feature_quality,
+    generated_outputs,
+    real_floor,
+    rescale,
+    sample_quality,
+)
 
 __all__ = ["ais_log_partition", "binarize", "classifier_outputs", "classifier_score", "clustering_error", "dequantize",
-           "fid", "frechet_distance", "gaussian_statistics", "generated_code_accuracy", "hungarian_accuracy",
+           "feature_quality", "fid", "frechet_distance", "gaussian_statistics", "generated_code_accuracy",
+           "generated_outputs", "hungarian_accuracy",
            "importance_sampling", "kid", "linear_schedule", "matched_accuracy", "matched_real_floor", "mmd2_gaussian",
            "mmd2_unbiased", "mode_coverage", "paper_schedule", "parzen_evaluate", "parzen_log_likelihood",
            "precision_recall", "q_code_accuracy", "rbm_likelihood", "rbm_log_likelihood", "real_floor", "rescale",

@@ -38,13 +38,24 @@ from keras import ops
 from kgen.metrics.compiled import compiled
 from kgen.metrics.likelihood import binarize, mean_and_standard_error
 
-
 # -- schedules and the base distribution -----------------------------------------------------------
-def paper_schedule() -> np.ndarray:
-    """Salakhutdinov & Murray's 14,500 steps: beta spaced 1e-3 on [0, 0.5), 1e-4 on [0.5, 0.9),
-    1e-5 on [0.9, 1] (section 4.2). 14,501 values from 0 to 1."""
-    return np.concatenate([np.linspace(0.0, 0.5, 500, endpoint=False), np.linspace(0.5, 0.9, 4000, endpoint=False),
-                           np.linspace(0.9, 1.0, 10001)])
+PAPER_STEPS = 14_500  # Salakhutdinov & Murray's number of annealing steps (section 4.2)
+
+
+def paper_schedule(steps: int = PAPER_STEPS) -> np.ndarray:
+    """Salakhutdinov & Murray's schedule (section 4.2): beta spaced 1e-3 on [0, 0.5), 1e-4 on
+    [0.5, 0.9), 1e-5 on [0.9, 1] -- 14,500 steps, 14,501 values from 0 to 1.
+
+    Another number of ``steps`` keeps the paper's shape: the same three pieces, each with its share of
+    the steps (500, 4,000 and 10,000 of 14,500, at least one each), so most of the annealing stays
+    near beta = 1, where the distributions change fastest. ``steps + 1`` values from 0 to 1."""
+    if steps < 3:
+        raise ValueError(f"the paper's schedule needs at least 3 steps (one per piece), got {steps}")
+    first = max(1, round(steps * 500 / PAPER_STEPS))
+    second = max(1, round(steps * 4000 / PAPER_STEPS))
+    third = steps - first - second
+    return np.concatenate([np.linspace(0.0, 0.5, first, endpoint=False), np.linspace(0.5, 0.9, second, endpoint=False),
+                           np.linspace(0.9, 1.0, third + 1)])
 
 
 def linear_schedule(steps: int) -> np.ndarray:
@@ -223,5 +234,15 @@ def rbm_likelihood(model, x: np.ndarray, betas: np.ndarray | None = None, runs: 
     }
 
 
-__all__ = ["ais_log_partition", "ais_log_weights", "base_rate_bias", "linear_schedule", "log_mean_exp_with_error",
-           "ais_steps", "paper_schedule", "rbm_likelihood", "rbm_log_likelihood"]
+__all__ = [
+    "PAPER_STEPS",
+    "ais_log_partition",
+    "ais_log_weights",
+    "ais_steps",
+    "base_rate_bias",
+    "linear_schedule",
+    "log_mean_exp_with_error",
+    "paper_schedule",
+    "rbm_likelihood",
+    "rbm_log_likelihood",
+]

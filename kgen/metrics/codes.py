@@ -21,7 +21,6 @@ Two ways to get the (code, class) pairs:
 from __future__ import annotations
 
 import numpy as np
-from keras import ops
 from scipy.optimize import linear_sum_assignment
 
 from kgen.metrics.compiled import compiled_batches
@@ -53,8 +52,8 @@ def _report(accuracy: float, mapping: np.ndarray, examples: int, prefix: str = "
 
 
 def q_logits(model, x):
-    """The InfoGAN Q head's categorical logits for images x (keras.ops)."""
-    return model.q_head(model.features(ops.convert_to_tensor(x, "float32")))[:, : model.code_sizes[1]]
+    """The InfoGAN Q head's categorical logits for images x (keras.ops; ``model.code_logits``)."""
+    return model.code_logits(x)
 
 
 def q_codes(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:

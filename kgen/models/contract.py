@@ -22,6 +22,10 @@ the class has the methods each ability promises, and a model whose abilities dep
     features             features(x)                          a feature space that judges generators
     pseudo_likelihood    pseudo_log_likelihood(v)             the RBM's pseudo-log-likelihood
     principal_subspace   decoder_basis()                      the subspace a linear AE spans (PCA angles)
+    variational          encode(x) -> (mean, log_var),        a Gaussian q(z|x) and log p(x|z) over a N(0, I)
+                         reconstruction_nll(x, logits)        prior: the ELBO and the IWAE bound (VAEs)
+    energy               free_energy(v)                       an unnormalised log p(v) = -F(v): log Z by AIS (RBMs)
+    categorical_code     code_logits(x)                       a categorical code read back from images (InfoGAN's Q)
 
 A model also declares, in its own file: its options and rules (``kgen.catalog``), its default search
 space (``search_space``, ``kgen.space`` shapes) and tuning objective (``tuning_objective``), and the
@@ -55,6 +59,9 @@ class Ability(str, enum.Enum):
     FEATURES = "features"
     PSEUDO_LIKELIHOOD = "pseudo_likelihood"
     PRINCIPAL_SUBSPACE = "principal_subspace"
+    VARIATIONAL = "variational"
+    ENERGY = "energy"
+    CATEGORICAL_CODE = "categorical_code"
 
 
 METHODS: dict[Ability, tuple[str, ...]] = {
@@ -74,6 +81,9 @@ METHODS: dict[Ability, tuple[str, ...]] = {
     Ability.FEATURES: ("features",),
     Ability.PSEUDO_LIKELIHOOD: ("pseudo_log_likelihood",),
     Ability.PRINCIPAL_SUBSPACE: ("decoder_basis",),
+    Ability.VARIATIONAL: ("encode", "reconstruction_nll"),
+    Ability.ENERGY: ("free_energy",),
+    Ability.CATEGORICAL_CODE: ("code_logits",),
 }
 
 # Family order of `kgen list` and the docs; within a family, registration order.

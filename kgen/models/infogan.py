@@ -37,7 +37,7 @@ from kgen.nets import gan as nets
 class InfoGAN(GAN):
     model_name = "infogan"
     description = "InfoGAN: categorical + continuous codes recovered by a Q head on D's body (mutual-information term)"
-    abilities = frozenset({Ability.GENERATE, Ability.SAMPLE, Ability.TRAVERSE})
+    abilities = frozenset({Ability.GENERATE, Ability.SAMPLE, Ability.TRAVERSE, Ability.CATEGORICAL_CODE})
     search_space = {**GAN.search_space, "info_weight": log_range(0.5, 2.0)}
     options = (
         *gan_options(62, "conv"),
@@ -65,6 +65,11 @@ class InfoGAN(GAN):
 
     def generator_variables(self) -> list:
         return self.generator.trainable_variables + self.q_head.trainable_variables
+
+    def code_logits(self, x):
+        """Q's logits of the categorical code c_cat for images x: the code an image is read as."""
+        _, categories, _ = self.code_sizes
+        return self.q_head(self.features(ops.convert_to_tensor(x, "float32")))[:, :categories]
 
     def sample_latent(self, n, seed=None):
         """[z | one-hot c_cat | c_cont], drawn from the prior."""

@@ -40,7 +40,8 @@ class RBM(PhasedModel):
     model_name = "rbm"
     description = "Bernoulli-Bernoulli RBM trained by CD-k or persistent CD; samples by Gibbs chains"
     family = "rbm"
-    abilities = frozenset({Ability.RECONSTRUCT, Ability.ENCODE, Ability.DECODE, Ability.SAMPLE, Ability.PSEUDO_LIKELIHOOD})
+    abilities = frozenset({Ability.RECONSTRUCT, Ability.ENCODE, Ability.DECODE, Ability.SAMPLE, Ability.PSEUDO_LIKELIHOOD,
+                           Ability.ENERGY})
     search_space = {"hidden": Choice(64, 128, 256, 512), "cd_steps": Range(1, 5)}
     tuning_objective = "val_pseudo_log_likelihood"  # the CD loss is a free-energy gap, not a fit measure
     options = (

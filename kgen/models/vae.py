@@ -27,7 +27,8 @@ from kgen.models.base import Option, batch_inputs
 class VAE(AE):
     model_name = "vae"
     description = "variational autoencoder: Gaussian encoder, Bernoulli or Gaussian decoder, beta-weighted KL"
-    abilities = frozenset({Ability.RECONSTRUCT, Ability.ENCODE, Ability.DECODE, Ability.GENERATE, Ability.SAMPLE})
+    abilities = frozenset({Ability.RECONSTRUCT, Ability.ENCODE, Ability.DECODE, Ability.GENERATE, Ability.SAMPLE,
+                           Ability.VARIATIONAL})
     search_space = {"latent_dim": Choice(2, 8, 16, 32), "hidden": AE_WIDTH, "beta": log_range(0.25, 4.0)}
     tuning_objective = "val_negative_elbo"  # comparable across beta: the bound at beta = 1
     options = (
