@@ -1,25 +1,69 @@
-"""What every benchmark worker shares: the data, the pipeline, the timers, a hand-written JAX Adam.
+"""What every benchmark worker shares: the run's settings, the data, the timers, the machine record,
+the ratios, a hand-written JAX Adam, and ``measure`` (one worker in a fresh process).
 
-Workers run one per process (one Keras backend per process); ``measure`` starts them.
+Workers run one per process (one Keras backend per process). The settings of a measurement (batch
+size, dtype policy, warm-up override, device) reach the worker through the ``KGEN_BENCH``
+environment variable (JSON) and are read with ``batch_size()``, ``precision()``, ``warmup()``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import os
+import platform
+import shutil
+import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-BATCH = 128
 LEARNING_RATE = 1e-3
-WARMUP = 5  # steps run before timing (compilation)
+WARMUP = 5  # steps run before timing (compilation) unless a module says otherwise
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+DEVICES = ("cpu", "gpu")
+# The CPU flags that decide float32 and bfloat16 matmul speed (recorded with every result).
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # hardware bfloat16 arithmetic on x86
+
+DEFAULTS = {"batch": 128, "precision": "float32", "warmup": None, "device": "cpu"}
+CONFIG = {**DEFAULTS, **json.loads(os.environ.get("KGEN_BENCH") or "{}")}
 
 
-def data(n: int = 1280) -> np.ndarray:
-    """Random binary 28x28x1 images (throughput does not depend on the pixel values)."""
+def batch_size() -> int:
+    return int(CONFIG["batch"])
+
+
+def precision() -> str:
+    """The dtype policy kgen's model and the same-framework Keras reference are built under."""
+    return CONFIG["precision"]
+
+
+def warmup(default: int = WARMUP) -> int:
+    """Steps before timing: the module's ``default`` unless the run overrides it (quick runs, tests)."""
+    return default if CONFIG.get("warmup") is None else int(CONFIG["warmup"])
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str | None = None):
+    """Keras's global dtype policy set to ``name`` (default: the run's precision) while models are built."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name or precision())
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def data(n: int | None = None) -> np.ndarray:
+    """Random binary 28x28x1 images (throughput does not depend on the pixel values); 10 batches by default."""
+    n = 10 * batch_size() if n is None else n
     return (np.random.default_rng(0).random((n, 28, 28, 1)) > 0.5).astype("float32")
 
 
@@ -31,7 +75,7 @@ def pipeline(flat: bool = False, symmetric: bool = False):
     images = data()
     images = images.reshape(len(images), -1) if flat else images
     images = 2.0 * images - 1.0 if symmetric else images
-    return tf.data.Dataset.from_tensor_slices(images).repeat().batch(BATCH).prefetch(tf.data.AUTOTUNE)
+    return tf.data.Dataset.from_tensor_slices(images).repeat().batch(batch_size()).prefetch(tf.data.AUTOTUNE)
 
 
 def time_fit(model, dataset, steps: int, warmup: int = WARMUP) -> float:
@@ -51,7 +95,7 @@ def time_fit(model, dataset, steps: int, warmup: int = WARMUP) -> float:
     timer = Timer()
     model.fit(dataset, epochs=1, steps_per_epoch=warmup, verbose=0)
     model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer])
-    return steps * BATCH / timer.seconds
+    return steps * batch_size() / timer.seconds
 
 
 def timed(step, batches, steps: int, block, warmup: int = WARMUP) -> float:
@@ -64,7 +108,30 @@ def timed(step, batches, steps: int, block, warmup: int = WARMUP) -> float:
     for _ in range(steps):
         out = step(next(batches))
     block(out)
-    return steps * BATCH / (time.perf_counter() - start)
+    return steps * batch_size() / (time.perf_counter() - start)
+
+
+def kgen_model(name: str, options: dict | None = None, learning_rate: float | None = None, jit: bool | None = None,
+               steps: tuple = (), input_shape: tuple = (28, 28, 1)):
+    """kgen's model ``name`` as ``kgen train`` builds it (``kgen.train.build_model`` of a TrainConfig), under
+    the run's precision: ``TrainConfig(precision=...)`` where kgen has that field, and Keras's global dtype
+    policy set while the model is built; compiled with kgen's options for fits of ``steps`` step counts."""
+    import dataclasses
+
+    from kgen.config import TrainConfig
+    from kgen.models import get_model_class
+    from kgen.train import build_model, compile_options
+
+    cls = get_model_class(name)
+    settings = {"model": name, "seed": 0, "jit": jit, "model_options": dict(options or {}),
+                "learning_rate": cls.default_learning_rate if learning_rate is None else learning_rate,
+                "steps_per_execution": compile_options(jit, steps=steps)["steps_per_execution"]}
+    if "precision" in {f.name for f in dataclasses.fields(TrainConfig)}:
+        settings["precision"] = precision()
+    elif precision() == "mixed_float16":  # Keras would wrap kgen's optimizer container in a LossScaleOptimizer
+        raise RuntimeError("mixed_float16 needs kgen's TrainConfig(precision=...) (loss scaling), which this kgen lacks")
+    with dtype_policy():
+        return build_model(TrainConfig(**settings), input_shape, cls.data_range)
 
 
 def adam_update(params, grads, m, v, t):
@@ -107,28 +174,144 @@ def run_stateful(step, state, batches, steps: int, warmup: int = WARMUP) -> floa
     return timed(call, batches, steps, lambda loss: loss.block_until_ready(), warmup)
 
 
-def run_worker(module, *args) -> float:
-    """What a worker process runs: ``module.run_worker(*args)`` where the module has one; otherwise a
-    model suite's ``(implementation, name, steps)``: ``worker_kgen``, or the reference written in this
-    process's backend (``worker_tensorflow`` / ``worker_jax`` / ``worker_torch``)."""
+# -- the ratios ---------------------------------------------------------------------------------------
+def median_ratio(values: list, references: list) -> dict:
+    """Per-round ratios ``values[i] / references[i]`` (each round measured both back to back) and their
+    median: the figure every table reports, robust to a round disturbed by the machine's other load."""
+    if len(values) != len(references) or not values:
+        raise ValueError(f"need one reference per round: {len(values)} values, {len(references)} references")
+    ratios = [v / r for v, r in zip(values, references)]
+    return {"ratios": ratios, "median": statistics.median(ratios)}
+
+
+# -- the machine ------------------------------------------------------------------------------------------
+def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """numpy float32 matmul GFLOP/s (best of ``repeats``): this machine's ceiling, measured in the run."""
+    a = np.random.rand(n, n).astype(np.float32)
+    b = np.random.rand(n, n).astype(np.float32)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def _cpuinfo() -> tuple[str, set]:
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("unknown", "x86_64", ""):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return model, flags
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    found = {"python": platform.python_version()}
+    for package in ("keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "jax-cuda12-plugin", "torch", "numpy"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def _gpus() -> list[str]:
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+
+
+def machine_record(sgemm: list[float] | None = None) -> dict:
+    """Where and when a result was measured: CPU model, cores, the flags that matter, numpy sgemm GFLOP/s
+    measured in this run (``sgemm``: one figure per round; measured now when not given), the backends'
+    versions, GPUs (nvidia-smi), the date."""
+    model, flags = _cpuinfo()
+    sgemm = [sgemm_gflops()] if sgemm is None else list(sgemm)
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:
+        available = os.cpu_count()
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "cores_available": available,
+        "flags": {flag: flag in flags for flag in CPU_FLAGS},
+        "sgemm_gflops": max(sgemm),
+        "sgemm_gflops_per_round": sgemm,
+        "versions": _versions(),
+        "gpus": _gpus(),
+        "platform": platform.platform(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def has_bf16_hardware(machine: dict) -> bool:
+    return any(machine["flags"].get(flag) for flag in BF16_FLAGS)
+
+
+# -- the workers ------------------------------------------------------------------------------------------
+def run_worker(module, implementation: str, name: str, steps: int, jit=None) -> float:
+    """What a worker process runs: ``module.run_worker`` where the module has one; otherwise
+    ``worker_kgen`` / ``worker_keras`` (the same-framework Keras train_step) / the backend's entry in
+    ``PLAIN`` (the framework's own loop) / ``worker_keras_io`` of ``module``."""
     if hasattr(module, "run_worker"):
-        return module.run_worker(*args)
-    implementation, name, steps = args
+        return module.run_worker(implementation, name, steps, jit)
     backend = os.environ["KERAS_BACKEND"]
-    worker = module.worker_kgen if implementation == "kgen" else getattr(module, f"worker_{backend}")
-    return worker(name, steps)
+    if implementation == "kgen":
+        return module.worker_kgen(name, steps, jit)
+    if implementation == "keras":
+        return module.worker_keras(name, steps, jit)
+    if implementation == "plain":
+        return module.PLAIN[backend](name, steps)
+    if implementation == "keras-io":
+        return module.worker_keras_io(name, steps)
+    raise ValueError(f"unknown implementation {implementation!r}")
 
 
-def measure(backend: str, module: str, *args) -> float:
+def child_environment(backend: str, settings: dict) -> dict:
+    """The environment of a worker process: the backend, the settings, the device (``cpu`` hides GPUs)."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "KGEN_BENCH": json.dumps(settings)}
+    if settings.get("device", "cpu") == "cpu":
+        env.update(CUDA_VISIBLE_DEVICES="-1", JAX_PLATFORMS="cpu")
+    return env
+
+
+def measure(backend: str, module: str, *args, settings: dict | None = None, timeout: int = 1200) -> float:
     """``run_worker(module, *args)`` in a fresh process on ``backend`` (one Keras backend per process)."""
     code = (
         "import sys, json; sys.path.insert(0, %r); import harness, %s as b; "
         "print('RESULT', json.dumps(harness.run_worker(b, *%r)))"
         % (os.path.dirname(os.path.abspath(__file__)), module, args)
     )
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=1200)
+    env = child_environment(backend, {**DEFAULTS, **(settings or {})})
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if not lines:
         raise RuntimeError(f"{module}{args} on {backend} failed:\n{out.stderr[-3000:]}")
     return json.loads(lines[-1][7:])
+
+
+def measure_here(module: str, *args, settings: dict | None = None) -> float:
+    """``run_worker`` in this process (its backend only): quick runs and tests, no process start-up."""
+    import importlib
+
+    previous = dict(CONFIG)
+    CONFIG.update({**DEFAULTS, **(settings or {})})
+    try:
+        return run_worker(importlib.import_module(module), *args)
+    finally:
+        CONFIG.clear()
+        CONFIG.update(previous)
