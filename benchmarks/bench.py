@@ -127,12 +127,16 @@ def measure(run: Run, steps: int, args) -> float:
     return harness.measure(run.backend, *call, settings=settings, timeout=args.timeout)
 
 
-def measure_all(args) -> tuple[dict, list[float]]:
-    """Every suite's runs, interleaved round by round: ({run: [samples/s or None per round]}, sgemm per round)."""
+def measure_all(args, checkpoint=None) -> tuple[dict, list[float]]:
+    """Every suite's runs, interleaved round by round: ({run: [samples/s or None per round]}, sgemm per round).
+    ``checkpoint(measured, sgemm)`` is called after every measurement (the results so far survive a kill);
+    past ``args.budget`` seconds the remaining measurements are skipped (recorded as such)."""
     rounds_plan = {suite: plan(suite, args) for suite in args.suites}
     values: dict[Run, list] = {}
     errors: dict[Run, list] = {}
+    measured = {"values": values, "errors": errors}
     sgemm = []
+    began = time.perf_counter()
     for r in range(args.rounds):
         sgemm.append(harness.sgemm_gflops())
         print(f"round {r + 1}/{args.rounds}: numpy sgemm {sgemm[-1]:.0f} GFLOP/s", file=sys.stderr)
@@ -141,16 +145,22 @@ def measure_all(args) -> tuple[dict, list[float]]:
             for group in groups:
                 for run in (group if r % 2 == 0 else group[::-1]):  # kgen first, then the reference first, ...
                     start = time.perf_counter()
-                    try:
-                        value = measure(run, steps, args)
-                    except Exception as error:  # noqa: BLE001 - one failed row must not lose the run
+                    if args.budget and start - began > args.budget:
                         value = None
-                        errors.setdefault(run, []).append(f"round {r + 1}: {str(error).strip()[-2000:]}")
+                        errors.setdefault(run, []).append(f"round {r + 1}: skipped: past the {args.budget} s budget")
+                    else:
+                        try:
+                            value = measure(run, steps, args)
+                        except Exception as error:  # noqa: BLE001 - one failed row must not lose the run
+                            value = None
+                            errors.setdefault(run, []).append(f"round {r + 1}: {str(error).strip()[-2000:]}")
                     values.setdefault(run, []).append(value)
+                    if checkpoint:
+                        checkpoint(measured, sgemm)
                     shown = f"{value:10.0f} samples/s" if value is not None else "    FAILED"
                     print(f"round {r + 1}: {run.key:64s} {shown} ({time.perf_counter() - start:.0f} s)",
                           file=sys.stderr)
-    return {"values": values, "errors": errors}, sgemm
+    return measured, sgemm
 
 
 def _ratio(values: list, references: list | None) -> dict | None:
@@ -217,6 +227,8 @@ def parse(argv=None, default_suites=None) -> argparse.Namespace:
     parser.add_argument("--in-process", action="store_true",
                         help="measure in this process (one backend: KERAS_BACKEND's); quick runs and tests")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per measurement")
+    parser.add_argument("--budget", type=int, default=None,
+                        help="seconds for the whole run: measurements that would start later are skipped")
     parser.add_argument("--label", default="", help="a note stored with the results (e.g. 'loaded machine')")
     parser.add_argument("--out", default=str(HERE / "results"), help="folder of bench.json and bench.md")
     parser.add_argument("--json", default=None, help="the JSON file (default: OUT/bench.json)")
@@ -234,8 +246,16 @@ def parse(argv=None, default_suites=None) -> argparse.Namespace:
     return args
 
 
-def run(args) -> dict:
-    measured, sgemm = measure_all(args)
+def run(args, checkpoint=None) -> dict:
+    """Measure, and the result: {"schema", "machine", "settings", "suites": {suite: {..., "rows": [...]}}}."""
+    def partial(measured, sgemm):
+        checkpoint({**result_of(args, measured, sgemm), "partial": True})
+
+    measured, sgemm = measure_all(args, partial if checkpoint else None)
+    return result_of(args, measured, sgemm)
+
+
+def result_of(args, measured: dict, sgemm: list) -> dict:
     settings = {key: getattr(args, key) for key in ("suites", "only", "backends", "impls", "precision", "batch", "jit",
                                                     "warmup", "rounds", "device", "label")}
     settings["steps"] = {suite: args.steps or SUITES[suite].steps for suite in args.suites}
@@ -253,12 +273,14 @@ def main(argv=None, default_suites=None) -> dict:
     import report
 
     args = parse(argv, default_suites)
-    result = run(args)
     json_path = Path(args.json or Path(args.out) / "bench.json")
     md_path = Path(args.markdown or Path(args.out) / "bench.md")
     json_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.parent.mkdir(parents=True, exist_ok=True)
+    partial_path = json_path.with_suffix(".partial.json")  # the measurements so far, should the run be killed
+    result = run(args, lambda so_far: partial_path.write_text(json.dumps(so_far, indent=2) + "\n"))
     json_path.write_text(json.dumps(result, indent=2) + "\n")
+    partial_path.unlink(missing_ok=True)
     text = report.markdown(result)
     md_path.write_text(text)
     print(text)

@@ -72,6 +72,11 @@ def pipeline(flat: bool = False, symmetric: bool = False):
     (as the TensorFlow and JAX tutorials do with tfds); ``symmetric``: pixels in [-1, 1] (GANs)."""
     import tensorflow as tf
 
+    if os.environ.get("KERAS_BACKEND") != "tensorflow":
+        try:  # TensorFlow only feeds batches here: the GPU stays the backend's
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError:  # already initialised (a second pipeline in this process)
+            pass
     images = data()
     images = images.reshape(len(images), -1) if flat else images
     images = 2.0 * images - 1.0 if symmetric else images

@@ -29,6 +29,7 @@ import harness  # noqa: E402
 
 PRECISION_TARGET = 1.3  # fastest backend and precision / keras-io float32, conv VAE and DCGAN
 PRECISION_MODELS = (("vae", "vae_conv"), ("gan", "dcgan"))
+DAGGER = "† the ratio of two medians measured in separate runs (not paired round by round)."
 IMPLEMENTATION_WORDS = {"keras": "the same networks' hand-written Keras train_step on TensorFlow",
                         "keras-io": "keras-io's VAE as published (TensorFlow)"}
 
@@ -38,7 +39,9 @@ def _n(value) -> str:
 
 
 def _r(ratio: dict | None) -> str:
-    return "-" if not ratio else f"{ratio['median']:.2f}×"
+    if not ratio:
+        return "-"
+    return f"{ratio['median']:.2f}×" + ("†" if ratio.get("from_medians") else "")
 
 
 def _rounds(ratio: dict | None) -> str:
@@ -124,6 +127,8 @@ def suite_section(result: dict, suite: str) -> str:
         figures = ", ".join(f"{_n(r['median_samples_per_s'])} samples/s ({r['model']}, batch {r['batch']})"
                             for r in crosses)
         lines += ["", f"keras-io float32 reference: {IMPLEMENTATION_WORDS[cross_impl]}, float32: {figures}."]
+    if any((r.get("vs_cross") or {}).get("from_medians") for r in rows):
+        lines += ["", DAGGER]
     if suite == "ae-family":
         lines += _contractive_lines(rows)
     failed = [r for r in rows if r.get("errors")]
@@ -195,6 +200,8 @@ def precision_section(result: dict) -> str | None:
     header = ["| model | batch | fastest kgen (backend, precision) | samples/s | vs keras-io float32 | target | "
               "best float32 (vs keras-io) | best mixed precision (vs keras-io) |", "|" + "---|" * 8]
     text = [provenance(result), ""] + header + lines
+    if any("†" in line for line in lines):
+        text += ["", DAGGER]
     text += ["", explanation(machine, notes, result["settings"].get("device", "cpu"))]
     if failed:
         text += ["", "Mixed-precision rows that failed (see the suites' tables): " + ", ".join(
@@ -222,6 +229,39 @@ def explanation(machine: dict, notes: list[tuple[float, str]], device: str) -> s
                 f"at every layer's boundary on top. {outcome} A CPU with AMX-BF16 or AVX512-BF16, or a GPU "
                 "(`benchmarks/gpu_check.sh`), is where mixed precision can pay.")
     return f"Mixed precision on this CPU ({', '.join(present)} present): {speed}."
+
+
+def merge(results: list[dict]) -> dict:
+    """One result from several runs (``gpu_check.sh``: one in-process run per backend): the rows put together,
+    the machine and settings of the first run (backends and suites united). A ratio to a row of another run
+    cannot pair rounds: it is the ratio of the two medians, marked † in the tables."""
+    if len(results) == 1:
+        return results[0]
+    first = results[0]
+    merged = {"schema": first["schema"], "machine": dict(first["machine"]), "settings": dict(first["settings"]),
+              "suites": {}}
+    merged["machine"]["sgemm_gflops_per_round"] = [g for r in results for g in r["machine"]["sgemm_gflops_per_round"]]
+    merged["machine"]["sgemm_gflops"] = max(merged["machine"]["sgemm_gflops_per_round"])
+    for key in ("backends", "suites"):
+        merged["settings"][key] = list(dict.fromkeys(x for r in results for x in r["settings"][key]))
+    merged["settings"]["steps"] = {k: v for r in results for k, v in r["settings"]["steps"].items()}
+    for result in results:
+        for suite, data in result["suites"].items():
+            target = merged["suites"].setdefault(suite, {**data, "rows": []})
+            target["rows"] = target["rows"] + data["rows"]
+    for data in merged["suites"].values():
+        cross_backend, cross_impl = data["cross_reference"]
+        for row in data["rows"]:
+            if row.get("vs_cross") or row["median_samples_per_s"] is None or (
+                    row["backend"], row["impl"], row["precision"], row["jit"]) == (cross_backend, cross_impl,
+                                                                                   "float32", None):
+                continue
+            cross = _find(data["rows"], model=row["model"], batch=row["batch"], backend=cross_backend,
+                          impl=cross_impl, precision="float32", jit=None)
+            if cross and cross["median_samples_per_s"]:
+                row["vs_cross"] = {"ratios": [], "median": row["median_samples_per_s"] / cross["median_samples_per_s"],
+                                   "from_medians": True}
+    return merged
 
 
 def sections(result: dict) -> dict[str, str]:
@@ -266,11 +306,11 @@ def rewrite(path: Path, new: dict[str, str]) -> list[str]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("json", help="a bench.py result")
+    parser.add_argument("json", nargs="+", help="a bench.py result (several: merged, see merge())")
     parser.add_argument("--markdown", default=None, help="write the whole report here")
     parser.add_argument("--docs", default=None, help="rewrite the marked sections of this Markdown file")
     args = parser.parse_args(argv)
-    result = json.loads(Path(args.json).read_text())
+    result = merge([json.loads(Path(path).read_text()) for path in args.json])
     if args.markdown:
         Path(args.markdown).write_text(markdown(result))
     if args.docs:
