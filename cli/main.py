@@ -21,7 +21,7 @@ import typer
 
 import kgen
 from kgen.catalog import ModelSpec, get_spec, specs
-from kgen.config import TrainConfig
+from kgen.config import EXECUTION_FIELDS, RUN_FIELDS, TrainConfig
 
 app = typer.Typer(
     name="kgen",
@@ -31,9 +31,6 @@ app = typer.Typer(
     add_completion=False,
 )
 
-TRAIN_FIELDS = ("dataset", "data_dir", "epochs", "batch_size", "learning_rate", "steps_per_epoch",
-                "validation_steps", "seed", "binarize", "lr_schedule", "jit", "steps_per_execution", "eval_every",
-                "classifier")
 
 
 # Options `kgen train` and `kgen tune` share word for word.
@@ -42,6 +39,22 @@ StepsPerEpoch = Annotated[Optional[int], typer.Option("--steps-per-epoch", help=
 ValidationSteps = Annotated[Optional[int], typer.Option("--validation-steps", help="Test batches per validation. [default: all]")]
 Binarize = Annotated[Optional[bool], typer.Option("--binarize/--no-binarize", help="Dynamic binarization of [0,1] images.")]
 Jit = Annotated[Optional[bool], typer.Option("--jit/--no-jit", help="XLA / torch.compile (default: fastest measured per backend).")]
+# How a run computes and on which devices (docs/distributed.md); a resumed run may change the devices.
+Precision = Annotated[Optional[str], typer.Option("--precision", help="float32, mixed_bfloat16 or mixed_float16 (Keras dtype policies: float32 variables, 16-bit compute), or auto: the fastest measured for this hardware. [default: auto]")]
+Distribute = Annotated[Optional[str], typer.Option("--distribute", help="data-parallel (every phase's gradients averaged over the replicas), none, or auto: data-parallel when several devices or processes are asked for. [default: auto]")]
+Devices = Annotated[Optional[str], typer.Option("--devices", help="This process's devices: N (the first N), all, or names such as gpu:0,gpu:1. [default: one]")]
+Coordinator = Annotated[Optional[str], typer.Option("--coordinator", help="Several processes: host:port of process 0 (TensorFlow: every worker's host:port, comma-separated). [default: the launcher's environment]")]
+NumProcesses = Annotated[Optional[int], typer.Option("--num-processes", help="Several processes: how many.")]
+ProcessId = Annotated[Optional[int], typer.Option("--process-id", help="Several processes: this one's index (0 writes the files).")]
+DistributionTimeout = Annotated[Optional[float], typer.Option("--distribution-timeout", help="Seconds to wait for the coordinator and the other processes. [default: 60]")]
+
+
+def execution_options(precision, distribute, devices, coordinator, num_processes, process_id,
+                      distribution_timeout) -> dict[str, Any]:
+    """The precision and distribution options given on the command line (TrainConfig fields)."""
+    return {k: v for k, v in dict(precision=precision, distribute=distribute, devices=devices, coordinator=coordinator,
+                                  num_processes=num_processes, process_id=process_id,
+                                  distribution_timeout=distribution_timeout).items() if v is not None}
 
 
 class UsageError(Exception):
@@ -166,22 +179,35 @@ def train(
     steps_per_execution: Optional[int] = typer.Option(None, "--steps-per-execution", help="Training steps per compiled call (default: 32 on TensorFlow and JAX, 1 on torch)."),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Log FID/KID/classifier score of 2,000 samples every N epochs (generators)."),
     classifier: Optional[Path] = typer.Option(None, "--classifier", help="Classifier run judging samples for --eval-every. [default: newest on the dataset in the runs folder]"),
+    precision: Precision = None,
+    distribute: Distribute = None,
+    devices: Devices = None,
+    coordinator: Coordinator = None,
+    num_processes: NumProcesses = None,
+    process_id: ProcessId = None,
+    distribution_timeout: DistributionTimeout = None,
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (must not exist). [default: runs/<model>-<dataset>-<time>]"),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON config (e.g. a run's config.json); options given here override it."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run from its last checkpoint (--epochs may raise the total)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run from its last checkpoint (--epochs may raise the total; the distribution options may change the devices)."),
 ) -> None:
+    execution = execution_options(precision, distribute, devices, coordinator, num_processes, process_id,
+                                  distribution_timeout)
     given = {k: v for k, v in dict(
         dataset=dataset, data_dir=data_dir, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         steps_per_epoch=steps_per_epoch, validation_steps=validation_steps, seed=seed, binarize=binarize, jit=jit,
         steps_per_execution=steps_per_execution, lr_schedule=lr_schedule, eval_every=eval_every,
-        classifier=str(classifier) if classifier is not None else None,
+        classifier=str(classifier) if classifier is not None else None, **execution,
     ).items() if v is not None}
 
     def build_config() -> TrainConfig | None:
         if resume is not None:
-            if ctx.args or model is not None or set(given) - {"epochs"}:
-                raise UsageError("--resume takes the run's own settings; only --epochs may be given with it")
-            return TrainConfig(model="", **given) if "epochs" in given else None
+            allowed = {"epochs", *EXECUTION_FIELDS}
+            if ctx.args or model is not None or set(given) - allowed:
+                raise UsageError("--resume takes the run's own settings; only --epochs and the distribution options "
+                                 "(--devices, ...) may be given with it")
+            resumed = TrainConfig(model="", **given)
+            resumed.validate_execution()
+            return resumed
         base: dict[str, Any] = {}
         if config is not None:
             try:
@@ -200,7 +226,7 @@ def train(
         options.update(parse_model_options(list(ctx.args), name))
         if latent_dim is not None:
             options["latent_dim"] = latent_dim
-        merged = {k: v for k, v in base.items() if k in TRAIN_FIELDS}
+        merged = {k: v for k, v in base.items() if k in RUN_FIELDS}
         merged.update(given)
         return TrainConfig.from_dict({**merged, "model": name, "model_options": options})
 
@@ -252,6 +278,9 @@ def tune(
     classifier: Optional[Path] = typer.Option(None, "--classifier", help="Classifier run judging samples for fid/kid/classifier_score. [default: newest on the dataset in runs/]"),
     eval_samples: Optional[int] = typer.Option(None, "--eval-samples", help="Samples (and held-out images) behind fid, kid, classifier_score and error_rate. [default: 2000]"),
     best_grids: int = typer.Option(3, "--best-grids", help="Draw the sample grids of this many best trials after the search."),
+    precision: Precision = None,
+    distribute: Distribute = None,
+    devices: Devices = None,
 ) -> None:
     from kgen import tuning
 
@@ -260,7 +289,7 @@ def tune(
         direction=direction, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule,
         steps_per_epoch=steps_per_epoch, validation_steps=validation_steps, seed=seed, binarize=binarize, jit=jit,
         steps_per_execution=steps_per_execution, classifier=str(classifier) if classifier is not None else None,
-        eval_samples=eval_samples,
+        eval_samples=eval_samples, **execution_options(precision, distribute, devices, None, None, None, None),
     ).items() if v is not None}
 
     def setup():
@@ -325,7 +354,8 @@ def list_models() -> None:
         typer.echo("")
     defaults = TrainConfig(model="")
     typer.echo("training options (every model): " + ", ".join(
-        f"--{f.replace('_', '-')} {getattr(defaults, f)}" for f in TRAIN_FIELDS if f not in ("data_dir", "learning_rate")
+        f"--{f.replace('_', '-')} {getattr(defaults, f)}" for f in RUN_FIELDS
+        if f not in ("data_dir", "learning_rate", "coordinator", "num_processes", "process_id")
     ))
 
 
@@ -472,6 +502,35 @@ def export(
                           interrupted="no unfinished export was left behind")
     for result in results:
         typer.echo(export_report.describe(result))
+
+
+demo_app = typer.Typer(help="Demonstrations that go beyond training one model.", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.command("latent-hmc", help="Bayesian computation in an autoencoder's latent space (the Banana-Biscuit-"
+                  "Doughnut posterior): HMC in theta-space, an AE of the draws, HMC in its 2-D latent space; writes "
+                  "the figures and the numbers (docs/latent_hmc.md).")
+def latent_hmc(
+    dim: int = typer.Option(2, "--dim", help="D, the number of parameters theta."),
+    out: Path = typer.Option(Path("latent-hmc"), "--out", "-o", help="Folder for the figures, latent_hmc.json and the draws."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    fast: bool = typer.Option(False, "--fast", help="A few hundred draws and a few training steps (seconds)."),
+    density: Optional[list[str]] = typer.Option(None, "--density", help="Latent density: pullback (with the decoder's volume term) and/or prior (without). [default: both]"),
+    force: bool = typer.Option(False, "--force", help="Write into --out even if it holds files."),
+) -> None:
+    def run_demo() -> dict:
+        if dim < 2:
+            raise UsageError(f"--dim must be >= 2, got {dim}")
+        if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not force)):
+            raise UsageError(f"{out} exists and is not empty; choose another --out or pass --force")
+        from kgen.demos import latent_hmc as demo
+
+        return demo.run(dim, out, fast=fast, seed=seed, densities=tuple(density or ("pullback", "prior")),
+                        verbose=True)
+
+    numbers = run_guarded(run_demo, interrupted="nothing of the demo is kept beyond the figures written")
+    typer.echo(f"wrote the figures and {out / 'latent_hmc.json'} ({', '.join(sorted(numbers)[:6])}, ...)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,9 +33,9 @@ class ImageGrids(keras.callbacks.Callback):
 
     def __init__(self, log_dir, samples_dir=None, inputs: np.ndarray | None = None, labels: np.ndarray | None = None,
                  n_samples: int = 64, seed: int = 1234, nan_guard: "NaNGuard | None" = None,
-                 keep_every: int = PNG_KEEP_EVERY):
+                 keep_every: int = PNG_KEEP_EVERY, write: bool = True):
         super().__init__()
-        self.nan_guard, self.keep_every = nan_guard, keep_every
+        self.nan_guard, self.keep_every, self.write = nan_guard, keep_every, write
         self.log_dir, self.samples_dir = str(log_dir), samples_dir
         self.inputs, self.labels, self.n_samples, self.seed = inputs, labels, n_samples, seed
         self._writer = None  # created lazily: callbacks get deep-copied (KerasTuner)
@@ -70,6 +70,8 @@ class ImageGrids(keras.callbacks.Callback):
         if self.nan_guard is not None and self.nan_guard.failed_at is not None:
             return
         grids = self.grids(self.model)
+        if not self.write:  # a process of a multi-host run that computes the grids with the others
+            return
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
         with self._writer.as_default():
@@ -151,6 +153,22 @@ class NaNGuard(keras.callbacks.Callback):
             self.stop(self._seen + 1, batch + 1)
         self._seen = batch + 1
 
+    def on_epoch_end(self, epoch, logs=None):
+        """The end of an epoch: every logged value (with the objectives callbacks added) and every
+        variable (weights and each phase optimizer's state) must be finite before anything is saved.
+        The logs alone do not say so: a compiled kernel may map NaN weights to finite activations (a
+        fused ReLU returning 0 for NaN), leaving the loss finite. Every process of a distributed run
+        checks, so all of them stop together (the logs are global, the variables replicated)."""
+        if self.failed_at is not None:
+            return
+        if not all_finite(logs):
+            self.stop(1, self._seen)
+            return
+        bad = nonfinite_variables(self.model)
+        if bad:
+            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            self.stop(1, self._seen, reason=f"the weights ({shown})")
+
     def stop(self, first: int, last: int, reason: str = "loss") -> None:
         last = min(last, self.steps_per_epoch or last)
         self.failed_at, self.reason = (self._epoch + 1, min(first, last), last), reason
@@ -183,8 +201,8 @@ class Checkpoint(keras.callbacks.Callback):
     """After every good epoch: weights + optimizer state, model.keras, metrics.json.
 
     The invariant: nothing is saved unless every logged value and every variable (weights and each
-    phase optimizer's state) is finite. The logs alone do not say so: a compiled kernel may map NaN
-    weights to finite activations (a fused ReLU returning 0 for NaN), leaving the loss finite.
+    phase optimizer's state) is finite: ``nan_guard`` checks both at the end of the epoch, before
+    this callback (it comes after the guard in the list).
     """
 
     def __init__(self, run: Run, nan_guard: NaNGuard):
@@ -193,14 +211,6 @@ class Checkpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.nan_guard.failed_at is not None:
-            return
-        if not all_finite(logs):
-            self.nan_guard.stop(1, self.nan_guard._seen)
-            return
-        bad = nonfinite_variables(self.model)
-        if bad:
-            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-            self.nan_guard.stop(1, self.nan_guard._seen, reason=f"the weights ({shown})")
             return
         # Metrics first, checkpoint pointer last: a kill between the two re-runs
         # this epoch on resume, and record_epoch then replaces its entry.

@@ -16,6 +16,14 @@ import kgen
 from kgen.catalog import get_spec
 
 LR_SCHEDULES = ("constant", "cosine")
+# Keras dtype policies: variables in float32, compute in 16 bits for the mixed ones ("auto": the
+# fastest measured on the machine at hand, kgen.backend.precision).
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+# "data-parallel" on the backend's own engine (kgen.backend.distribution); "auto": data-parallel when
+# several devices or processes are asked for (--devices, --coordinator, a launcher's environment).
+DISTRIBUTIONS = ("auto", "none", "data-parallel")
+# The settings of how a run is executed, not of what it is: a run resumes with other values.
+EXECUTION_FIELDS = ("distribute", "devices", "coordinator", "num_processes", "process_id", "distribution_timeout")
 
 
 def looks_like_path(name: str) -> bool:
@@ -55,6 +63,13 @@ class TrainConfig:
     steps_per_execution: int | None = None
     eval_every: int | None = None  # epochs between FID/KID evaluations during training
     classifier: str | None = None  # the classifier run that judges samples (default: the newest on the dataset)
+    precision: str = "auto"  # PRECISIONS; a run records the precision "auto" chose
+    distribute: str = "auto"  # DISTRIBUTIONS
+    devices: str | int | None = None  # this process's devices: "N", "all" or names ("gpu:0,gpu:1")
+    coordinator: str | None = None  # host:port of process 0 (TensorFlow: every worker's, in order)
+    num_processes: int | None = None
+    process_id: int | None = None
+    distribution_timeout: float = 60.0  # seconds to wait for the coordinator and the other processes
     model_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -73,6 +88,9 @@ class TrainConfig:
             if self.steps_per_execution and value and value % self.steps_per_execution:
                 raise ValueError(f"--steps-per-execution {self.steps_per_execution} must divide "
                                  f"--{name.replace('_', '-')} {value}")
+        self.validate_execution()
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got '{self.lr_schedule}'")
         if not isinstance(self.dataset, str) or not self.dataset:
@@ -95,6 +113,41 @@ class TrainConfig:
         parsed = spec.parse_options(self.model_options)
         self.model_options = {name: parsed[name] for name in self.model_options}
 
+    def validate_execution(self) -> None:
+        """The distribution settings (checked again, against the machine, by kgen.backend.distribution)."""
+        if self.distribute not in DISTRIBUTIONS:
+            raise ValueError(f"--distribute must be one of {', '.join(DISTRIBUTIONS)}, got '{self.distribute}'")
+        if self.devices is not None:
+            text = str(self.devices).strip().lower()
+            if not text or (text.isdigit() and int(text) < 1):
+                raise ValueError(f"--devices must be a count >= 1, 'all' or device names (gpu:0,gpu:1), got "
+                                 f"{self.devices!r}")
+        for name in ("num_processes",):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if self.process_id is not None and (self.process_id < 0 or (self.num_processes or 1) <= self.process_id):
+            raise ValueError(f"--process-id must be in 0..{(self.num_processes or 1) - 1}, got {self.process_id}")
+        if not self.distribution_timeout > 0:
+            raise ValueError(f"--distribution-timeout must be > 0 seconds, got {self.distribution_timeout}")
+        if self.distribute == "none" and self.wants_distribution(ignore_setting=True):
+            raise ValueError("--distribute none trains on one device; drop --devices/--coordinator or use "
+                             "--distribute data-parallel")
+
+    def wants_distribution(self, ignore_setting: bool = False) -> bool:
+        """Whether this run trains data-parallel: asked for, or (``auto``) several devices or processes
+        requested on the command line or by a launcher (torchrun, TF_CONFIG, Keras's JAX variables)."""
+        if not ignore_setting and self.distribute != "auto":
+            return self.distribute == "data-parallel"
+        several_devices = self.devices is not None and str(self.devices).strip().lower() not in ("1",)
+        launched = (int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 or bool(os.environ.get("TF_CONFIG"))
+                    or bool(os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES")))
+        return several_devices or self.coordinator is not None or (self.num_processes or 1) > 1 or launched
+
+    def execution(self) -> dict[str, Any]:
+        """The execution settings (``EXECUTION_FIELDS``), for a resumed run to take from the command line."""
+        return {name: getattr(self, name) for name in EXECUTION_FIELDS}
+
     @classmethod
     def from_dict(cls, data: Any, source: str = "config") -> "TrainConfig":
         """A config from JSON data (a run's config.json or a --config file); ValueError naming the key
@@ -113,7 +166,8 @@ class TrainConfig:
 
 
 # What `kgen train` records in a run's config.json besides the TrainConfig fields.
-RUN_RECORD_KEYS = frozenset({"backend", "kgen_version", "data_source", "data_range", "input_shape"})
+RUN_RECORD_KEYS = frozenset({"backend", "kgen_version", "data_source", "data_range", "input_shape", "precision_reason",
+                             "distribution"})
 _JSON_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "dict[str, Any]": (dict,)}
 
 
@@ -137,3 +191,5 @@ def _type_words(annotation: str) -> str:
     return " or ".join(words.get(p, p) for p in _type_parts(annotation))
 
 
+# Every setting of a run that the command line or a --config file gives (the model's own options aside).
+RUN_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.name not in ("model", "model_options"))

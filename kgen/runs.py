@@ -188,8 +188,10 @@ def latest_run(model: str, dataset: str | None = None, root: str | Path = "runs"
     return max(found, key=lambda item: item[0])[1] if found else None
 
 
-def load_model(run: "Run | str | Path") -> keras.Model:
-    """The model of a run (after its last completed epoch), under the current backend."""
+def load_model(run: "Run | str | Path", precision: str | None = None) -> keras.Model:
+    """The model of a run (after its last completed epoch), under the current backend; ``precision``
+    (a dtype policy, e.g. "float32") recomputes a mixed-precision run's model in it (its variables
+    are float32 either way)."""
     run = run if isinstance(run, Run) else Run.open(run)
     if not run.model_path.is_file():
         raise RunError(f"{run.path} has no model.keras yet (no epoch completed)")
@@ -198,9 +200,14 @@ def load_model(run: "Run | str | Path") -> keras.Model:
         raise RunError(f"{run.model_path} is corrupt ({problem}); `kgen train --resume {run.path}` rewrites it "
                        "from the last intact checkpoint")
     try:
-        return keras.models.load_model(run.model_path, compile=False)
+        model = keras.models.load_model(run.model_path, compile=False)
     except Exception as exc:  # noqa: BLE001 - a broken archive is a user-facing error
         raise RunError(f"{run.model_path} cannot be loaded ({type(exc).__name__}: {exc})") from None
+    if precision is not None and model.dtype_policy.name != precision:
+        recast = type(model).from_config({**model.get_config(), "dtype_policy": precision})
+        recast.set_weights(model.get_weights())
+        return recast
+    return model
 
 
 def find_classifier(run: Run, classifier: str | Path | None) -> Run:

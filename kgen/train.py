@@ -22,6 +22,10 @@ from kgen.files import archive_problem, atomic_write
 from kgen.metrics import rescale
 from kgen.metrics.report import check_compatible
 from kgen.models import get_model_class
+from kgen.backend.distribution import Distribution
+from kgen.backend.distribution import configure as configure_distribution
+from kgen.backend.precision import dtype_policy
+from kgen.backend.precision import resolve as resolve_precision
 from kgen.runs import Run, create_run_dir, find_classifier, load_model
 
 # jit_compile per backend when the user does not choose (see benchmarks/train_throughput.py).
@@ -39,27 +43,31 @@ EVAL_SAMPLES = 2000
 LABELLED_FILE = "labelled.npz"
 
 
-def learning_rate(config: "TrainConfig", num_train: int | None):
+def learning_rate(config: "TrainConfig", num_train: int | None, distribution: Distribution | None = None):
     """The optimizers' learning rate: constant, or cosine decay from --learning-rate to 1% of it
     over all training steps (Loshchilov & Hutter 2017, without restarts)."""
     if config.lr_schedule == "constant":
         return config.learning_rate
-    steps_per_epoch = config.steps_per_epoch or math.ceil((num_train or 1) / config.batch_size)
+    steps_per_epoch = steps_in_epoch(config, num_train or 1, distribution) or 1
     return keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * steps_per_epoch, alpha=0.01)
 
 
 def compile_options(jit: bool | None = None, steps_per_execution: int | None = None,
-                    steps: tuple[int | None, ...] = ()) -> dict:
+                    steps: tuple[int | None, ...] = (), most: int | None = None) -> dict:
     """``model.compile`` keywords: the user's choice, else the fastest measured for this backend.
 
     ``steps`` are the fixed step counts fit() will run (steps per epoch, validation steps): an
     execution must not run past them, so the default becomes the largest divisor of all of them.
+    ``most``: the most steps per execution the distribution engine runs correctly.
     """
     backend = keras.backend.backend()
     if steps_per_execution is None:
         fixed = [n for n in steps if n]
-        steps_per_execution = max(d for d in range(1, DEFAULT_STEPS_PER_EXECUTION[backend] + 1)
-                                  if all(n % d == 0 for n in fixed))
+        limit = min(DEFAULT_STEPS_PER_EXECUTION[backend], most or DEFAULT_STEPS_PER_EXECUTION[backend])
+        steps_per_execution = max(d for d in range(1, limit + 1) if all(n % d == 0 for n in fixed))
+    elif most is not None and steps_per_execution > most:
+        raise ValueError(f"--steps-per-execution {steps_per_execution}: distributed training on this backend runs "
+                         f"at most {most} step per execution")
     return {"jit_compile": DEFAULT_JIT[backend] if jit is None else jit, "steps_per_execution": steps_per_execution}
 
 
@@ -68,19 +76,34 @@ class TrainingDiverged(RuntimeError):
 
 
 def build_model(config: TrainConfig, input_shape, data_range: str, num_train: int | None = None,
-                num_classes: int | None = None):
-    """The model of a run, compiled; the dataset's facts (``num_train``, ``num_classes``) fill the options
-    that declare them (``Option.from_data``) when the user did not give them."""
+                num_classes: int | None = None, distribution: Distribution | None = None):
+    """The model of a run, compiled, in the run's precision (``config.precision``, already resolved
+    from "auto"); the dataset's facts (``num_train``, ``num_classes``) fill the options that declare
+    them (``Option.from_data``) when the user did not give them. ``distribution``: the engine the
+    model is built for (call inside its ``scope()``)."""
     cls = get_model_class(config.model)
     options = dict(config.model_options)
     facts = {"num_train": num_train, "num_classes": num_classes}
     for option in cls.options:
         if option.from_data is not None and options.get(option.name) is None:
             options[option.name] = facts[option.from_data]
-    model = cls(tuple(input_shape), seed=config.seed, data_range=data_range, **options)
-    model.compile(learning_rate=learning_rate(config, num_train), **compile_options(
-        config.jit, config.steps_per_execution, (config.steps_per_epoch, config.validation_steps)))
+    precision = "float32" if config.precision == "auto" else config.precision
+    with dtype_policy(precision):
+        model = cls(tuple(input_shape), seed=config.seed, data_range=data_range, **options)
+    most = distribution.max_steps_per_execution if distribution is not None else None
+    model.compile(learning_rate=learning_rate(config, num_train, distribution), **compile_options(
+        config.jit, config.steps_per_execution, (config.steps_per_epoch, config.validation_steps), most))
     return model
+
+
+def setup_distribution(config: TrainConfig) -> Distribution:
+    """The data-parallel engine a run trains on (one device unless it asks for more; see
+    ``TrainConfig.wants_distribution``). Before any data, model or tensor exists."""
+    if not config.wants_distribution():
+        return Distribution()
+    return configure_distribution(
+        devices=config.devices, coordinator=config.coordinator, num_processes=config.num_processes,
+        process_id=config.process_id, timeout=config.distribution_timeout, global_batch_size=config.batch_size)
 
 
 def load_data(config: TrainConfig) -> tuple[kgen_data.Dataset, str]:
@@ -111,9 +134,14 @@ def pipelines(config: TrainConfig, data, data_range: str,
     return train, test
 
 
-def steps_in_epoch(config: TrainConfig, data) -> int | None:
-    """Training steps per epoch: --steps-per-epoch, else one pass (None when the size is unknown)."""
-    return config.steps_per_epoch or (math.ceil(data.num_train / config.batch_size) if data.num_train else None)
+def steps_in_epoch(config: TrainConfig, num_train: int | None, distribution: Distribution | None = None) -> int | None:
+    """Training steps per epoch: --steps-per-epoch, else one pass (None when the size is unknown); a
+    distributed pass drops its last, partial batch (every replica needs an equal share)."""
+    if config.steps_per_epoch or not num_train:
+        return config.steps_per_epoch
+    if distribution is not None and distribution.is_distributed:
+        return num_train // config.batch_size
+    return math.ceil(num_train / config.batch_size)
 
 
 def data_callbacks(batches: kgen_data.TrainingBatches) -> list[keras.callbacks.Callback]:
@@ -143,17 +171,26 @@ def train(
 ) -> Run:
     """Train a model and return its run. ``resume`` continues a run from its last intact checkpoint.
 
-    When resuming, ``config`` may raise ``epochs``; everything else comes from the run. A resumed run
-    sees the batches and random draws the uninterrupted run would have seen (``pipelines``; the seed
-    generators' states are in the checkpoint). Everything that can be refused (options, data, model) is
-    refused before the run directory is created; a new run that fails before its first epoch is
-    checkpointed leaves no run directory behind.
+    When resuming, ``config`` may raise ``epochs`` and sets how the run executes (its distribution
+    settings, which may differ from the run's first devices); everything else comes from the run. A
+    resumed run sees the batches and random draws the uninterrupted run would have seen (``pipelines``;
+    the seed generators' states are in the checkpoint). Everything that can be refused (options,
+    devices, data, model) is refused before the run directory is created; a new run that fails before
+    its first epoch is checkpointed leaves no run directory behind.
+
+    Distributed (``config.wants_distribution()``): every process runs this with the same config;
+    process 0 alone writes the run directory (the others learn its path from it).
     """
     if resume is not None:
         run = Run.open(resume)
         resumed = TrainConfig.from_dict(run.config())
         if config is not None:
             resumed.epochs = config.epochs
+            for name, value in config.execution().items():
+                setattr(resumed, name, value)
+        else:
+            for name, value in TrainConfig(model="").execution().items():  # one device unless asked
+                setattr(resumed, name, value)
         config = resumed
         checkpoint = run.latest_checkpoint(report=say)
         initial_epoch = checkpoint[0] if checkpoint else 0
@@ -165,9 +202,14 @@ def train(
     else:
         initial_epoch, checkpoint = 0, None
     config.validate()
+    distribution = setup_distribution(config)
+    chief = distribution.is_chief
+    requested = config.precision
+    config.precision, precision_reason = resolve_precision(config.precision)
     keras.utils.set_random_seed(config.seed)
     data, data_range = load_data(config)
-    model = build_model(config, data.shape, data_range, data.num_train, data.num_classes)
+    with distribution.scope():
+        model = build_model(config, data.shape, data_range, data.num_train, data.num_classes, distribution)
     labelled = None
     if resume is None and model.labelled_examples:
         # The semi-supervised model's labelled examples, balanced per class with the run's seed;
@@ -176,46 +218,64 @@ def train(
                                              data.dtype, seed=config.seed)
         model.set_labelled(*labelled[1:])
     train_batches, test_ds = pipelines(config, data, data_range, initial_epoch)
+    train_ds = distribution.distribute_dataset(train_batches.dataset, config.batch_size, data.num_train)
+    if test_ds is not None:
+        test_ds = distribution.distribute_dataset(test_ds, config.batch_size, data.num_test)
     grid_inputs, grid_labels = grid_arrays(data, data_range)
 
     if resume is None:
-        run, fresh = Run(create_run_dir(config.model, config.dataset, run_dir, runs_root)), True
-        run.write_config({
-            **asdict(config), "backend": keras.backend.backend(), "kgen_version": kgen.__version__,
-            "data_source": data.source, "data_range": data_range, "input_shape": list(data.shape),
-        })
-        if labelled is not None:
-            np.savez(run.path / LABELLED_FILE, indices=labelled[0], labels=labelled[2])
+        path = create_run_dir(config.model, config.dataset, run_dir, runs_root) if chief else None
+        run, fresh = Run(distribution.broadcast_text(str(path) if chief else None)), True
+        if chief:
+            run.write_config({
+                **asdict(config), "backend": keras.backend.backend(), "kgen_version": kgen.__version__,
+                "data_source": data.source, "data_range": data_range, "input_shape": list(data.shape),
+                "precision_reason": precision_reason if requested == "auto" else "--precision",
+                "distribution": distribution.describe(),
+            })
+            if labelled is not None:
+                np.savez(run.path / LABELLED_FILE, indices=labelled[0], labels=labelled[2])
     else:
         fresh = False
         if checkpoint is not None:
-            model.load_weights(checkpoint[1])
+            with distribution.scope():
+                model.load_weights(checkpoint[1])
             if initial_epoch >= config.epochs:  # only model.keras was damaged: write it again
-                atomic_write(run.model_path, lambda tmp: model.save(tmp))
-                say(f"rewrote {run.model_path} from the checkpoint of epoch {initial_epoch}")
+                if chief:
+                    atomic_write(run.model_path, lambda tmp: model.save(tmp))
+                    say(f"rewrote {run.model_path} from the checkpoint of epoch {initial_epoch}")
                 return run
             say(f"resuming {run.path} after epoch {initial_epoch}")
+    distribution.prepare(model)  # the replicas start from the same state, each with its own noise
+    if distribution.is_distributed:
+        say(f"training on {distribution.describe()}")
 
-    nan_guard = kgen_callbacks.NaNGuard(steps_in_epoch(config, data))
+    nan_guard = kgen_callbacks.NaNGuard(steps_in_epoch(config, data.num_train, distribution))
+    # Callbacks that only compute run wherever the model's arrays are (every process of a multi-host
+    # JAX run); those that write, on process 0 only.
+    computes_everywhere = distribution.kind == "jax-data-parallel" and distribution.num_processes > 1
     try:
         if fresh:
-            pretraining = model.before_training(train_batches.dataset, config.learning_rate,
-                                                train_batches.steps_per_epoch, verbose,
-                                                callbacks=data_callbacks(train_batches))
-            if pretraining:
+            with distribution.scope():
+                pretraining = model.before_training(train_ds, config.learning_rate, train_batches.steps_per_epoch,
+                                                    verbose, callbacks=data_callbacks(train_batches))
+            if pretraining and chief:
                 run.record(pretraining, "pretraining")
-        callbacks = [
-            nan_guard,
-            *data_callbacks(train_batches),
-            *sample_quality_callbacks(config, run, model, data),
+        writers = [
             kgen_callbacks.Checkpoint(run, nan_guard),
             kgen_callbacks.TensorBoard(log_dir=str(run.log_dir), write_graph=False),
+        ] if chief else []
+        observers = [
+            *sample_quality_callbacks(config, run, model, data),
             kgen_callbacks.ImageGrids(run.log_dir / "images", run.samples_dir, inputs=grid_inputs,
-                                      labels=grid_labels, nan_guard=nan_guard),
-            *(extra_callbacks or []),
-        ]
+                                      labels=grid_labels, nan_guard=nan_guard, write=chief),
+        ] if chief or computes_everywhere else []
+        # The order matters at an epoch's end: the sample-quality figures join the logs, the guard
+        # checks logs and variables, then the checkpoint is written and the grids drawn.
+        callbacks = [*data_callbacks(train_batches), *observers[:-1], nan_guard, *writers, *observers[-1:],
+                     *(extra_callbacks or [])]
         model.fit(
-            train_batches.dataset,
+            train_ds,
             epochs=config.epochs,
             initial_epoch=initial_epoch,
             steps_per_epoch=train_batches.steps_per_epoch,
@@ -223,28 +283,31 @@ def train(
             validation_steps=config.validation_steps,
             callbacks=callbacks,
             shuffle=False,  # the tf.data pipeline shuffles
-            verbose=verbose,
+            verbose=verbose if chief else 0,
         )
     except KeyboardInterrupt as exc:
-        if discard_unsaved(run, fresh):
+        if chief and discard_unsaved(run, fresh):
             raise RunInterrupted("before the first epoch completed; nothing was kept", exc) from None
         raise RunInterrupted(f"the last completed epoch is kept: resume with `kgen train --resume {run.path}`",
                              exc) from None
     except BaseException:
-        discard_unsaved(run, fresh)
+        if chief:
+            discard_unsaved(run, fresh)
         raise
     if nan_guard.failed_at is not None:
-        last = run.latest_checkpoint()
-        if discard_unsaved(run, fresh):
+        last = run.latest_checkpoint() if chief else None
+        if chief and discard_unsaved(run, fresh):
             kept = f"no epoch completed, so nothing was kept (the run directory {run.path} was removed)"
         elif last:
             kept = f"the last good checkpoint (epoch {last[0]}) is kept in {run.path}"
         else:
             kept = f"no epoch completed in {run.path}"
         raise TrainingDiverged(f"{nan_guard.message()}; training stopped, {kept}; try a lower --learning-rate")
-    if test_ds is not None:
+    if test_ds is not None:  # on every process: evaluate is collective under multi-process engines
         results = model.evaluate(test_ds, steps=config.validation_steps, verbose=0, return_dict=True)
-        run.record(results, "final")
+        if chief:
+            run.record(results, "final")
+    distribution.barrier()
     return run
 
 

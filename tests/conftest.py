@@ -22,6 +22,29 @@ ROOT = Path(__file__).resolve().parents[1]
 OTHER_BACKEND = {"tensorflow": "jax", "jax": "torch", "torch": "tensorflow"}[BACKEND]
 
 
+LAUNCHER_ENVIRONMENT = ("TF_CONFIG", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
+                        "KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+                        "KERAS_DISTRIBUTION_PROCESS_ID", "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP",
+                        "KERASTUNER_ORACLE_PORT")
+
+
+@pytest.fixture(autouse=True)
+def _launcher_environment_is_left_as_found():
+    """A test (or the code under test) that leaves a cluster description in this process's environment
+    turns every later single-process run into a worker waiting for a coordinator: fail the test that
+    did it, and restore the environment so the rest of the suite is not hit as well."""
+    before = {name: os.environ.get(name) for name in LAUNCHER_ENVIRONMENT}
+    yield
+    after = {name: os.environ.get(name) for name in LAUNCHER_ENVIRONMENT}
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    changed = sorted(name for name in LAUNCHER_ENVIRONMENT if before[name] != after[name])
+    assert not changed, f"the test left {changed} changed in the process environment"
+
+
 def invoke(*args):
     """``kgen ARGS`` in this process through Typer's CliRunner (every argument passed as a string)."""
     from typer.testing import CliRunner

@@ -7,6 +7,8 @@ from typing import Any, Callable
 
 import keras
 
+from kgen.backend.precision import loss_scale
+
 # A phase loss takes the batch and the training flag and returns
 # (scalar loss to minimise, {metric name: scalar tensor to log}).
 PhaseLoss = Callable[[Any, bool], "tuple[Any, dict[str, Any]]"]
@@ -93,7 +95,7 @@ class PhaseOptimizers(keras.optimizers.Optimizer):
 
 
 class PhasedTrainerBase(keras.Model):
-    """What the three shells share: metric trackers and the no-gradient test step.
+    """What the three shells share: metric trackers, the phase loop and the no-gradient test step.
 
     A subclass (the model) provides ``training_phases()`` and ``metric_names``.
     """
@@ -124,12 +126,43 @@ class PhasedTrainerBase(keras.Model):
         for name, value in metrics.items():
             self._trackers[name].update_state(value)
 
-    def _track_gradient_norm(self, phase: Phase, grads) -> None:
-        """Log ``<phase>_grad_norm`` (the global L2 norm of the phase's gradients) when the model asks for it."""
+    def _track_gradient_norm(self, phase: Phase, grads, scale=None) -> None:
+        """Log ``<phase>_grad_norm`` (the global L2 norm of the phase's gradients) when the model asks
+        for it; ``scale``: the loss scale the gradients carry (mixed_float16), divided out."""
         name = f"{phase.name}_grad_norm"
         if name in self._trackers:
-            self._trackers[name].update_state(
-                keras.ops.sqrt(sum(keras.ops.sum(keras.ops.square(g)) for g in grads if g is not None)))
+            norm = keras.ops.sqrt(sum(keras.ops.sum(keras.ops.square(keras.ops.cast(g, "float32")))
+                                      for g in grads if g is not None))
+            self._trackers[name].update_state(norm if scale is None else norm / scale)
+
+    # -- the step of the TensorFlow and PyTorch shells (JAX's is stateless: its own) ----------
+    def train_step(self, data):
+        """Every phase in order, ``repeats`` times each: the phase's gradients of its own variables
+        (``phase_gradients``: the backend's autodiff, the loss scale of a float16 optimizer, the mean
+        over replicas when distributed), then its optimizer's update (``apply_phase``)."""
+        for phase in self.phases:
+            optimizer = self._optimizer_of(phase)
+            for _ in range(phase.repeats):
+                grads, metrics = self.phase_gradients(phase, optimizer, data)
+                self.apply_phase(optimizer, grads, phase.variables)
+                self._update_trackers(metrics)
+                self._track_gradient_norm(phase, grads, loss_scale(optimizer))
+        self.count_batch()
+        return self.step_logs(self._tracker_results())
+
+    def phase_gradients(self, phase: Phase, optimizer, data) -> tuple[list, dict]:
+        """(gradients of the phase's loss w.r.t. ``phase.variables``, the metrics it logs)."""
+        raise NotImplementedError
+
+    def apply_phase(self, optimizer, grads: list, variables: list) -> None:
+        optimizer.apply(grads, variables)
+
+    def count_batch(self) -> None:
+        """The container's iterations count training batches (each phase optimizer counts its steps)."""
+        self.optimizer.iterations.assign_add(1)
+
+    def step_logs(self, logs: dict) -> dict:
+        return logs
 
     def _tracker_results(self, training: bool = True) -> dict:
         """Tracker values; gradient norms only exist in training (test steps take no gradients)."""

@@ -514,8 +514,6 @@ def _env_int(name: str) -> int | None:
 # -- TensorFlow -----------------------------------------------------------------------------
 
 def _configure_tf(devices, coordinator, num_processes, process_id, timeout) -> Distribution:
-    import tensorflow as tf
-
     _count(num_processes, "num_processes")
     if coordinator:
         addresses = [a.strip() for a in coordinator.split(",") if a.strip()]
@@ -525,8 +523,25 @@ def _configure_tf(devices, coordinator, num_processes, process_id, timeout) -> D
                                     f"({num_processes} processes, {len(addresses)} addresses given)")
         if process_id is None or not 0 <= process_id < num_processes:
             raise DistributionError(f"process id {process_id} is not in 0..{num_processes - 1}")
+        previous = os.environ.get("TF_CONFIG")
         os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses},
                                               "task": {"type": "worker", "index": process_id}})
+        try:
+            return _configure_tf_from_environment(devices, num_processes, timeout)
+        except BaseException:
+            # a refused or failed start leaves the process's environment as it was (a later
+            # single-process run in the same process must not find this cluster in TF_CONFIG)
+            if previous is None:
+                os.environ.pop("TF_CONFIG", None)
+            else:
+                os.environ["TF_CONFIG"] = previous
+            raise
+    return _configure_tf_from_environment(devices, num_processes, timeout)
+
+
+def _configure_tf_from_environment(devices, num_processes, timeout) -> Distribution:
+    import tensorflow as tf
+
     workers, index = _tf_config_workers()
     if num_processes not in (None, len(workers) or 1):
         raise DistributionError(f"{num_processes} processes requested but TF_CONFIG lists {len(workers)} workers")

@@ -19,6 +19,7 @@ import keras
 from keras import StatelessScope
 
 from kgen.backend.common import PhasedTrainerBase
+from kgen.backend.precision import loss_scale
 
 
 class _State:
@@ -60,10 +61,10 @@ class PhasedTrainer(PhasedTrainerBase):
         updates = [(v, scope.get_current_value(v)) for v in self.non_trainable_variables]
         return loss, (metrics, [(v, u) for v, u in updates if u is not None])
 
-    def _update_trackers_stateless(self, state, phase, metrics, grads):
+    def _update_trackers_stateless(self, state, phase, metrics, grads, scale=None):
         with StatelessScope(state_mapping=state.mapping(self.metrics_variables)) as scope:
             self._update_trackers(metrics)
-            self._track_gradient_norm(phase, grads)
+            self._track_gradient_norm(phase, grads, scale)
         state.collect(scope, self.metrics_variables)
 
     def _logs(self, state, training: bool = True):
@@ -78,11 +79,16 @@ class PhasedTrainer(PhasedTrainerBase):
         )
         for phase in self.phases:
             optimizer = self._optimizer_of(phase)
-            grad_fn = jax.value_and_grad(
-                lambda params: self._run_loss(state, phase, params, data, True), has_aux=True
-            )
+            scale_variable = loss_scale(optimizer)  # mixed_float16: the phase's own dynamic loss scale
+
+            def scaled_loss(params, phase=phase, scale_variable=scale_variable):
+                loss, aux = self._run_loss(state, phase, params, data, True)
+                return (loss if scale_variable is None else loss * state.get([scale_variable])[0]), aux
+
+            grad_fn = jax.value_and_grad(scaled_loss, has_aux=True)
             for _ in range(phase.repeats):
                 params = state.get(phase.variables)
+                scale = None if scale_variable is None else state.get([scale_variable])[0]
                 (_, (metrics, updates)), grads = grad_fn(params)
                 for variable, value in updates:
                     state.values[id(variable)] = value
@@ -91,7 +97,7 @@ class PhasedTrainer(PhasedTrainerBase):
                 )
                 state.set(phase.variables, new_params)
                 state.set(optimizer.variables, new_optimizer_values)
-                self._update_trackers_stateless(state, phase, metrics, grads)
+                self._update_trackers_stateless(state, phase, metrics, grads, scale)
         iterations = self.optimizer.iterations
         state.set([iterations], [state.get([iterations])[0] + 1])
         logs = self._logs(state)

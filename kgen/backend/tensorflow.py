@@ -1,4 +1,5 @@
-"""TensorFlow shell: one GradientTape per phase, then the phase optimizer's apply.
+"""TensorFlow shell: one GradientTape per phase, then the phase optimizer's apply (the loop is
+``PhasedTrainerBase.train_step``; this file holds TensorFlow's gradients and replicas).
 
 Under a ``tf.distribute`` strategy Keras runs ``train_step`` once per replica, each on its slice of
 the global batch. Each phase then averages its gradients and the scalars it logs over the replicas
@@ -13,6 +14,7 @@ from typing import Callable
 import tensorflow as tf
 
 from kgen.backend.common import PhasedTrainerBase
+from kgen.backend.precision import loss_scale
 
 
 def _replicas():
@@ -68,9 +70,11 @@ def _already_reduced(optimizer) -> None:
     still runs through Keras's merge_call/``extended.update``, which keeps every mirrored copy (and the
     optimizer's slots) identical.
     """
-    if not getattr(optimizer, "_kgen_reduces_gradients", False):
-        object.__setattr__(optimizer, "_all_reduce_sum_gradients", lambda grads_and_vars: list(grads_and_vars))
-        object.__setattr__(optimizer, "_kgen_reduces_gradients", True)
+    # A loss-scale optimizer hands the (unscaled) gradients to its inner optimizer, which would sum them.
+    for opt in (optimizer, getattr(optimizer, "inner_optimizer", None)):
+        if opt is not None and not getattr(opt, "_kgen_reduces_gradients", False):
+            object.__setattr__(opt, "_all_reduce_sum_gradients", lambda grads_and_vars: list(grads_and_vars))
+            object.__setattr__(opt, "_kgen_reduces_gradients", True)
 
 
 def _for_multi_worker(logs: dict) -> dict:
@@ -90,23 +94,24 @@ class PhasedTrainer(PhasedTrainerBase):
     def test_step(self, data):
         return _for_multi_worker(super().test_step(data))
 
-    def train_step(self, data):
+    def phase_gradients(self, phase, optimizer, data):
+        """A GradientTape per phase (of the scaled loss under mixed_float16); the mean over the
+        replicas under a tf.distribute strategy (the optimizer then must not sum them again)."""
         context = _replicas()
-        for phase in self.phases:
-            optimizer = self._optimizer_of(phase)
-            if context is not None:
-                _already_reduced(optimizer)
-            for _ in range(phase.repeats):
-                with tf.GradientTape() as tape:
-                    loss, metrics = phase.loss(data, True)
-                grads = tape.gradient(loss, phase.variables)
-                if context is not None:
-                    grads, metrics = _replica_mean(context, grads, metrics)
-                optimizer.apply(grads, phase.variables)
-                self._update_trackers(metrics)
-                self._track_gradient_norm(phase, grads)
-        self.optimizer.iterations.assign_add(1)
-        return _for_multi_worker(self._tracker_results())
+        if context is not None:
+            _already_reduced(optimizer)
+        with tf.GradientTape() as tape:
+            loss, metrics = phase.loss(data, True)
+            scale = loss_scale(optimizer)
+            if scale is not None:
+                loss = loss * scale
+        grads = tape.gradient(loss, phase.variables)
+        if context is not None:
+            grads, metrics = _replica_mean(context, grads, metrics)
+        return grads, metrics
+
+    def step_logs(self, logs):
+        return _for_multi_worker(logs)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         """Skip Keras's build-from-a-batch when there is nothing left to build.

@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 
 from kgen.backend.common import PhasedTrainerBase
+from kgen.backend.precision import loss_scale
 
 
 def _world_size() -> int:
@@ -52,26 +53,29 @@ def _reduce_phase(grads: list, metrics: dict, world: int) -> tuple[list, dict]:
 
 
 class PhasedTrainer(PhasedTrainerBase):
-    def train_step(self, data):
+    def phase_gradients(self, phase, optimizer, data):
+        """autograd.grad of the phase's loss (scaled under mixed_float16) w.r.t. its variables only
+        (other networks' .grad are never touched, so no zero_grad bookkeeping is needed); the mean
+        over the processes under torch.distributed."""
+        loss, metrics = phase.loss(data, True)
+        scale = loss_scale(optimizer)
+        if scale is not None:
+            loss = loss * scale.value
+        grads = torch.autograd.grad(loss, [v.value for v in phase.variables], allow_unused=True)
+        grads = [torch.zeros_like(v.value) if g is None else g for g, v in zip(grads, phase.variables)]
+        metrics = {k: v.detach() for k, v in metrics.items()}
         world = _world_size()
-        for phase in self.phases:
-            optimizer = self._optimizer_of(phase)
-            for _ in range(phase.repeats):
-                loss, metrics = phase.loss(data, True)
-                # Gradients only for this phase's variables: other networks'
-                # .grad are never touched, so no zero_grad bookkeeping is needed.
-                grads = torch.autograd.grad(loss, [v.value for v in phase.variables], allow_unused=True)
-                grads = [torch.zeros_like(v.value) if g is None else g for g, v in zip(grads, phase.variables)]
-                metrics = {k: v.detach() for k, v in metrics.items()}
-                if world > 1:
-                    grads, metrics = _reduce_phase(grads, metrics, world)
-                with torch.no_grad():
-                    optimizer.apply(grads, phase.variables)
-                self._update_trackers(metrics)
-                self._track_gradient_norm(phase, [g.detach() for g in grads])
+        if world > 1:
+            grads, metrics = _reduce_phase(grads, metrics, world)
+        return [g.detach() for g in grads], metrics
+
+    def apply_phase(self, optimizer, grads, variables):
+        with torch.no_grad():
+            optimizer.apply(grads, variables)
+
+    def count_batch(self):
         with torch.no_grad():
             self.optimizer.iterations.assign_add(1)
-        return self._tracker_results()
 
     def test_step(self, data):
         """No gradients; across processes, every phase's logged scalars averaged in one all_reduce."""

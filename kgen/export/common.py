@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Iterator
 
 DEFAULT_OUT = "saved_models"
+# What an export computes in: a mixed-precision run is served in float32 (its variables are float32;
+# 16-bit arithmetic differs between backends by more than the check's tolerance and gains little on
+# the CPUs TF Serving usually runs on).
+SERVING_PRECISION = "float32"
 # --check: max |SavedModel - Keras| over every output, and the batch sizes every signature runs at.
 # Absolute for outputs within [-1, 1] (images, probabilities); relative to the largest value beyond
 # (codes): JAX/PyTorch and TensorFlow sum a matmul in different orders, a float32 rounding of ~1e-7

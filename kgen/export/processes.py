@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 
 import kgen
-from kgen.export.common import ExportError, ExportFailed
+from kgen.export.common import SERVING_PRECISION, ExportError, ExportFailed
 from kgen.export.savedmodel import export_here
 from kgen.export.signatures import Signature, shapes_of, unflatten_inputs
 from kgen.runs import RunError, load_model
@@ -55,7 +55,7 @@ def child_main(argv: list[str]) -> int:
                     for s in spec["signatures"]]
             with np.load(spec["inputs"]) as data:
                 inputs = unflatten_inputs(data)
-            results.append(export_here(load_model(spec["run"]), plan, Path(spec["path"]), spec["name"],
+            results.append(export_here(load_model(spec["run"], precision=SERVING_PRECISION), plan, Path(spec["path"]), spec["name"],
                                        spec["warmup"], inputs, spec["check"]))
     except (ExportError, ExportFailed, RunError) as exc:
         print(json.dumps({"error": str(exc), "kind": type(exc).__name__}))

@@ -19,7 +19,7 @@ import numpy as np
 
 import kgen
 from kgen.export.check import compare, run_checker
-from kgen.export.common import (CHECK_BATCHES, DEFAULT_OUT, META_FILE, NAME_PATTERN, NO_SERVING_API, REQUESTS_DIR,
+from kgen.export.common import (SERVING_PRECISION, CHECK_BATCHES, DEFAULT_OUT, META_FILE, NAME_PATTERN, NO_SERVING_API, REQUESTS_DIR,
                                 WARMUP_FILE, ExportError, ExportFailed, writing)
 from kgen.export.processes import Signals, tensorflow_process
 from kgen.export.savedmodel import export_here
@@ -171,7 +171,7 @@ def export_runs(runs: list[str | Path], out: str | Path = DEFAULT_OUT, name: str
                               f"got {model_name!r}")
         number = _version(Path(out) / model_name, version, taken.setdefault(model_name, set()))
         taken[model_name].add(number)
-        model = load_model(opened)
+        model = load_model(opened, precision=SERVING_PRECISION)
         plan = signatures(model, only)
         if png:
             check_png(model)

@@ -14,6 +14,7 @@ import keras
 
 from kgen.backend import PhasedTrainer
 from kgen.backend.common import Phase, PhaseOptimizers
+from kgen.backend.precision import dtype_policy, needs_loss_scaling
 from kgen.catalog import Option, Rule, parse_options
 from kgen.models.contract import Ability
 
@@ -111,9 +112,15 @@ class PhasedModel(PhasedTrainer):
         """
         learning_rate = self.default_learning_rate if learning_rate is None else learning_rate
         optimizers = optimizers or self.default_optimizers(learning_rate)
+        if not isinstance(optimizers, PhaseOptimizers) and needs_loss_scaling(self):
+            # float16: one dynamic loss scale per phase optimizer, so a phase whose gradients overflow
+            # skips its own update and halves its own scale while the others go on.
+            optimizers = {key: opt if isinstance(opt, keras.optimizers.LossScaleOptimizer)
+                          else keras.optimizers.LossScaleOptimizer(opt) for key, opt in optimizers.items()}
         container = optimizers if isinstance(optimizers, PhaseOptimizers) else PhaseOptimizers(optimizers)
         self._learning_rate = learning_rate
-        super().compile(optimizer=container, **kwargs)
+        # Keras would wrap the container in one LossScaleOptimizer under mixed_float16; each phase has its own.
+        super().compile(optimizer=container, auto_scale_loss=False, **kwargs)
         container.build_phases(self.phases)
 
     def get_compile_config(self) -> dict:
@@ -149,8 +156,13 @@ class PhasedModel(PhasedTrainer):
                 state.assign(value.astype(keras.backend.standardize_dtype(state.dtype)))
 
     def get_config(self) -> dict:
-        return {"input_shape": list(self.data_shape), "seed": self.seed, **self.hparams}
+        config = {"input_shape": list(self.data_shape), "seed": self.seed, **self.hparams}
+        if self.dtype_policy.name != "float32":  # a mixed-precision model reloads as one
+            config["dtype_policy"] = self.dtype_policy.name
+        return config
 
     @classmethod
     def from_config(cls, config: dict) -> "PhasedModel":
-        return cls(**config)
+        config = dict(config)
+        with dtype_policy(config.pop("dtype_policy", "float32")):  # every layer built under the run's policy
+            return cls(**config)

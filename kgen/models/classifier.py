@@ -15,6 +15,7 @@ import keras
 from keras import layers, ops
 
 from kgen.models import losses
+from kgen.nets.cast import float32_cast, float32_output
 from kgen.models.contract import Ability, register
 from kgen.space import Choice
 from kgen.models.base import DATA_RANGES, Option, Phase, PhasedModel, batch_inputs
@@ -44,7 +45,7 @@ class Classifier(PhasedModel):
         self.num_classes = self.hparams["num_classes"]
         self.body = self.build_body()
         self.head = keras.Sequential([keras.Input((self.hparams["width"],)), layers.Dropout(0.5),
-                                      layers.Dense(self.num_classes)], name="head")
+                                      layers.Dense(self.num_classes), *float32_cast()], name="head")
         self.built = True
 
     def build_body(self) -> keras.Model:
@@ -58,7 +59,7 @@ class Classifier(PhasedModel):
             h = layers.Dropout(0.25)(layers.Flatten()(h))
         else:
             h = layers.Dense(4 * width, activation="relu")(layers.Flatten()(x))
-        return keras.Model(x, layers.Dense(width, activation="relu")(h), name="body")
+        return keras.Model(x, float32_output(layers.Dense(width, activation="relu")(h)), name="body")
 
     def features(self, x, training: bool = False):
         """The penultimate layer: the feature space of FID and KID."""

@@ -21,6 +21,7 @@ import keras
 from keras import layers, ops
 
 from kgen.models import losses
+from kgen.nets.cast import float32_output
 from kgen.models.ae import AE
 from kgen.models.contract import register
 from kgen.space import Choice
@@ -82,7 +83,7 @@ class StackedAE(AE):
         h = layers.Flatten()(x)
         for layer in self.encoder_layers:
             h = layer(h)
-        encoder = keras.Model(x, h, name="encoder")
+        encoder = keras.Model(x, float32_output(h), name="encoder")
         # decoder_layers[i] is the partner of encoder_layers[i]: it maps width i back to width i-1.
         below = [inputs, *self.widths[:-1]]
         self.decoder_layers = []
@@ -96,7 +97,7 @@ class StackedAE(AE):
         h = z
         for layer in reversed(self.decoder_layers):
             h = layer(h)
-        decoder = keras.Model(z, layers.Reshape(self.data_shape)(h), name="decoder")
+        decoder = keras.Model(z, float32_output(layers.Reshape(self.data_shape)(h)), name="decoder")
         return encoder, decoder
 
     # -- greedy layer-wise pretraining ----------------------------------------

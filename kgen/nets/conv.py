@@ -10,6 +10,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from kgen.nets.cast import float32_output
+
 from kgen.backend import conv_transpose
 
 
@@ -37,7 +39,7 @@ def conv_encoder(input_shape: tuple[int, ...], outputs: int, hidden: int, name: 
     h = layers.Conv2D(64, 3, strides=2, padding="same", activation="relu")(h)
     h = layers.Flatten()(h)
     h = layers.Dense(hidden, activation="relu")(h)
-    return keras.Model(x, layers.Dense(outputs)(h), name=name)
+    return keras.Model(x, float32_output(layers.Dense(outputs)(h)), name=name)
 
 
 def conv_decoder(latent_dim: int, output_shape: tuple[int, ...], hidden: int, name: str = "decoder") -> keras.Model:
@@ -47,4 +49,4 @@ def conv_decoder(latent_dim: int, output_shape: tuple[int, ...], hidden: int, na
     h = layers.Reshape((height // 4, width // 4, 64))(h)
     h = Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu")(h)
     h = Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu")(h)
-    return keras.Model(z, Conv2DTranspose(channels, 3, padding="same")(h), name=name)
+    return keras.Model(z, float32_output(Conv2DTranspose(channels, 3, padding="same")(h)), name=name)

@@ -20,6 +20,8 @@ import math
 import keras
 from keras import layers
 
+from kgen.nets.cast import float32_output
+
 from kgen.nets.conv import Conv2DTranspose
 
 NORMALIZATIONS = ("batch", "layer", "none")
@@ -59,7 +61,7 @@ def dense_generator(inputs: int, output_shape: tuple[int, ...], hidden: int, nam
     h = layers.LeakyReLU(0.2)(layers.Dense(hidden)(z))
     h = layers.LeakyReLU(0.2)(layers.Dense(2 * hidden)(h))
     h = layers.Dense(math.prod(output_shape))(h)
-    return keras.Model(z, layers.Reshape(output_shape)(h), name=name)
+    return keras.Model(z, float32_output(layers.Reshape(output_shape)(h)), name=name)
 
 
 def dense_discriminator(input_shape: tuple[int, ...], hidden: int, normalization: str = "none",
@@ -90,7 +92,7 @@ def conv_generator(inputs: int, output_shape: tuple[int, ...], filters: int, nam
                             kernel_initializer=init)(h)
         h = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(h))
     out = Conv2DTranspose(channels, 4, strides=2, padding="same", kernel_initializer=init)(h)
-    return keras.Model(z, out, name=name)
+    return keras.Model(z, float32_output(out), name=name)
 
 
 def conv_discriminator(input_shape: tuple[int, ...], filters: int, normalization: str = "batch",
@@ -127,4 +129,4 @@ def head(features: int, outputs: int, name: str, hidden: int = 0) -> keras.Model
     h = f
     if hidden:
         h = layers.LeakyReLU(0.2)(layers.Dense(hidden)(h))
-    return keras.Model(f, layers.Dense(outputs)(h), name=name)
+    return keras.Model(f, float32_output(layers.Dense(outputs)(h)), name=name)

@@ -22,8 +22,11 @@ from kgen import callbacks as kgen_callbacks
 from kgen.models import get_model_class
 from kgen.files import atomic_write, read_json, write_json
 from kgen.runs import RunError, classifier_for, slug
+from kgen.backend.distribution import Distribution
+from kgen.config import EXECUTION_FIELDS, RUN_FIELDS
+from kgen.backend.precision import resolve as resolve_precision
 from kgen.train import (EVAL_SAMPLES, TrainConfig, build_model, data_callbacks, grid_arrays, load_data, pipelines,
-                        steps_in_epoch)
+                        setup_distribution, steps_in_epoch)
 from kgen.tuning.objectives import (COMPUTED_OBJECTIVES, SearchData, check_objective, check_objective_name,
                                     default_objective, objective_direction)
 from kgen.tuning.spaces import (Spec, declare, parse_spec, read_space_file, search_space, searchable_options,
@@ -93,8 +96,9 @@ def default_tuner_dir(model: str, dataset: str) -> Path:
 
 # What `kgen tune` options the settings come from; compared when a search is resumed.
 TUNE_FIELDS = ("tuner", "max_trials", "objective", "direction", "classifier", "eval_samples")
-TRAIN_FIELDS = ("dataset", "data_dir", "epochs", "batch_size", "steps_per_epoch", "validation_steps", "seed",
-                "binarize", "lr_schedule", "jit", "steps_per_execution")
+# The run settings a search gives every trial (the learning rate is searched or fixed on its own;
+# FID during training is `kgen train`'s, the search has its objective).
+TRAIN_FIELDS = tuple(f for f in RUN_FIELDS if f not in ("learning_rate", "eval_every", "classifier"))
 
 
 def make_settings(model: str | None, given: dict[str, Any], model_options: dict[str, Any],
@@ -160,6 +164,9 @@ def resumed_settings(tuner_dir: Path, model: str | None, given: dict[str, Any], 
     for name, value in given.items():
         if name == "max_trials":
             continue
+        if name in EXECUTION_FIELDS:  # the devices a search runs on may change when it resumes
+            setattr(saved.train, name, value)
+            continue
         old = getattr(saved, name) if name in TUNE_FIELDS else getattr(saved.train, name)
         compare("--" + name.replace("_", "-"), value, old)
     if model_options:
@@ -197,9 +204,10 @@ class KgenHyperModel(keras_tuner.HyperModel):
     (``COMPUTED_OBJECTIVES`` callbacks), both data here.
     """
 
-    def __init__(self, settings: TuneSettings, data, data_range: str):
+    def __init__(self, settings: TuneSettings, data, data_range: str, distribution: Distribution | None = None):
         super().__init__(name=settings.train.model)
         self.settings, self.data, self.data_range = settings, data, data_range
+        self.distribution = distribution or Distribution()  # every trial trains on these devices
         self.space = settings.space_specs()
         self.options = searchable_options(settings.train.model)
         self.objective_callbacks: list[keras.callbacks.Callback] = []  # shared by every trial (no state)
@@ -219,7 +227,9 @@ class KgenHyperModel(keras_tuner.HyperModel):
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         config = self.config(self.values(hp))
         keras.utils.set_random_seed(config.seed)  # a trial starts as `kgen train` with its config would
-        return build_model(config, self.data.shape, self.data_range, self.data.num_train, self.data.num_classes)
+        with self.distribution.scope():
+            return build_model(config, self.data.shape, self.data_range, self.data.num_train, self.data.num_classes,
+                               self.distribution)
 
     def fit(self, hp, model, *args, epochs: int = 1, initial_epoch: int = 0, callbacks=(), verbose="auto",
             **kwargs) -> dict[str, float]:
@@ -227,20 +237,24 @@ class KgenHyperModel(keras_tuner.HyperModel):
         return the last epoch's logs: the score of a trial is the model it ends with, the one
         `kgen train --config best_config.json` reproduces."""
         config = self.config(self.values(hp))
+        distribution = self.distribution
         train, test_ds = pipelines(config, self.data, self.data_range, initial_epoch)
+        train_ds = distribution.distribute_dataset(train.dataset, config.batch_size, self.data.num_train)
+        if test_ds is not None:
+            test_ds = distribution.distribute_dataset(test_ds, config.batch_size, self.data.num_test)
+        distribution.prepare(model)
         if initial_epoch == 0:
-            model.before_training(train.dataset, config.learning_rate, train.steps_per_epoch, verbose,
-                                  callbacks=data_callbacks(train))
-        nan_guard = kgen_callbacks.NaNGuard(steps_in_epoch(config, self.data))
+            with distribution.scope():
+                model.before_training(train_ds, config.learning_rate, train.steps_per_epoch, verbose,
+                                      callbacks=data_callbacks(train))
+        nan_guard = kgen_callbacks.NaNGuard(steps_in_epoch(config, self.data.num_train, distribution))
         history = model.fit(
-            train.dataset, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=train.steps_per_epoch,
+            train_ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=train.steps_per_epoch,
             validation_data=test_ds, validation_steps=config.validation_steps,
-            # Objective callbacks first: they add their values to the logs the others read.
-            callbacks=[nan_guard, *data_callbacks(train), *self.objective_callbacks, *callbacks], shuffle=False,
+            # Objective callbacks first: they add their values to the logs the guard and the others read.
+            callbacks=[*data_callbacks(train), *self.objective_callbacks, nan_guard, *callbacks], shuffle=False,
             verbose=verbose,
         )
-        if nan_guard.failed_at is None and kgen_callbacks.nonfinite_variables(model):
-            nan_guard.failed_at, nan_guard.reason = (epochs, 1, 1), "the weights"
         if nan_guard.failed_at is not None:
             raise keras_tuner.errors.FailedTrialError(nan_guard.message())
         return {name: float(values[-1]) for name, values in history.history.items()}
@@ -471,8 +485,13 @@ def tune(settings: TuneSettings, tuner_dir: str | Path, resume: bool = False, ve
     cls = get_model_class(config.model)
     if settings.objective is not None:
         check_objective_name(settings.objective, cls)  # fail fast, before loading the data
+    if config.coordinator is not None or (config.num_processes or 1) > 1:
+        raise ValueError("kgen tune trains each trial data-parallel on this process's devices (--devices); "
+                         "to spread a search over processes or hosts, run a distributed search (--tuner-id)")
+    distribution = setup_distribution(config)
+    config.precision, _ = resolve_precision(config.precision)  # tune.json keeps what "auto" chose
     data, data_range = load_data(config)
-    hypermodel = KgenHyperModel(settings, data, data_range)
+    hypermodel = KgenHyperModel(settings, data, data_range, distribution)
     probe = hypermodel.build(keras_tuner.HyperParameters())  # the first values of the space
     objective = settings.objective or default_objective(probe)
     has_test = data.test is not None
