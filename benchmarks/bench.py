@@ -7,20 +7,24 @@ Suites (each a module of this folder):
   gan        gan.py               DCGAN and WGAN-GP (their D and G phases)
   aae        aae.py               the unsupervised and the semi-supervised adversarial autoencoder
 
-For every model, backend, precision, batch size (and jit setting) a round measures, back to back and
-each in a fresh process (one Keras backend per process; the timed window excludes start-up and
-compilation), kgen through ``model.fit`` and the same networks as a Keras model with a hand-written
-train_step on that backend (``reference.py``: the bar, kgen / keras >= 1.0); the order of the two
-alternates from round to round. Each round also measures the frameworks' own loops (float32, for
-information) and the cross-backend reference: keras-io's train_step on TensorFlow in float32 (for the
-VAE keras-io's VAE as published). A ratio is the median over rounds of the per-round ratios. numpy's
-sgemm is measured at the start of every round; the machine (CPU, flags, versions, date) is recorded.
+For every model, backend, precision, batch size (and jit setting) a round measures, back to back (one
+Keras backend per process: by default one persistent worker per backend, Keras's state cleared and
+garbage collected before each measurement, ``--processes fresh`` for a new process each time; the
+timed window excludes start-up and compilation), kgen through ``model.fit`` and the same networks as a
+Keras model with a hand-written train_step on that backend (``reference.py``: the bar, kgen / keras
+>= 1.0); the order of the two alternates from round to round. Each round also measures the frameworks' own loops (float32, for
+information) and the cross-backend float32 reference on TensorFlow: keras-io's VAE as published (vae),
+keras-io's GAN train_step under Keras's default compile (gan), the TensorFlow row of the Keras reference
+(ae-family, aae). A ratio is the median over rounds of the per-round ratios. numpy's
+sgemm and the load average are measured at the start of every round; the machine (CPU, flags, versions,
+date) and the command line are recorded.
 
     python benchmarks/bench.py                                     # every suite, defaults below
     python benchmarks/bench.py --suites vae gan --only vae_conv dcgan --precision float32 mixed_bfloat16 \\
         --batch 128 512 --rounds 3                                 # the precision table's rows
     python benchmarks/bench.py --suites ae-family --only ae --backends jax --steps 4 --warmup 2 --rounds 1 \\
         --label "quick check"                                      # a quick run
+    python benchmarks/bench.py --steps vae=60 gan=32 --suites vae gan       # timed steps per suite
 
 Writes ``--out``/bench.json (every measurement, per round) and ``--out``/bench.md (the tables,
 ``report.py``), and prints the Markdown. ``python benchmarks/report.py <json> --docs docs/speed.md``
@@ -33,6 +37,7 @@ import argparse
 import importlib
 import json
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -40,7 +45,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import harness  # noqa: E402
+import harness
 
 BACKENDS = ("tensorflow", "jax", "torch")
 IMPLEMENTATIONS = ("kgen", "keras", "plain", "keras-io")
@@ -55,21 +60,24 @@ class Suite:
     steps: int  # default timed steps per measurement (kgen's 32 steps per execution must divide them)
     description: str
     cross: tuple  # (backend, implementation) of the cross-backend float32 reference
+    cross_words: str  # what that reference is, for the tables
 
 
 SUITES = {
     "vae": Suite("train_throughput", "conv VAE (keras-io)", 60,
                  "the keras-io conv VAE (28x28x1, conv 32/64, Dense 16, 2-D latent), samples/s = images/s",
-                 ("tensorflow", "keras-io")),
+                 ("tensorflow", "keras-io"), "keras-io's VAE as published (TensorFlow, Keras's default compile)"),
     "ae-family": Suite("ae_family", "autoencoder family and RBM", 320,
                        "dense autoencoders and the RBM (28x28 inputs, Adam 1e-3), samples/s = images/s",
-                       ("tensorflow", "keras")),
+                       ("tensorflow", "keras"), "the same networks' hand-written Keras train_step on TensorFlow"),
     "gan": Suite("gan", "GANs", 64,
                  "DCGAN (1 D step per batch) and WGAN-GP (5 critic steps), latent 100, width 64; samples/s = real "
-                 "images consumed per second", ("tensorflow", "keras")),
+                 "images consumed per second", ("tensorflow", "keras-io"),
+                 "keras-io's GAN train_step (a GradientTape per player) on TensorFlow with Keras's default compile"),
     "aae": Suite("aae", "adversarial autoencoders", 128,
                  "AAE, dense 784-512-8, code discriminator 512-256-1 (semi-supervised: label head, category "
-                 "discriminator, classification phase); samples/s = images/s", ("tensorflow", "keras")),
+                 "discriminator, classification phase); samples/s = images/s", ("tensorflow", "keras"),
+                 "the same networks' hand-written Keras train_step on TensorFlow"),
 }
 
 
@@ -119,11 +127,31 @@ def plan(suite: str, args) -> list[list[Run]]:
     return groups
 
 
-def measure(run: Run, steps: int, args) -> float:
+def steps_of(args, suite: str) -> int:
+    """Timed steps per measurement of ``suite``: ``--steps`` (one number, or SUITE=N), else the suite's default."""
+    return args.steps.get(suite, args.steps.get("*", SUITES[suite].steps))
+
+
+def parse_steps(values: list[str] | None) -> dict:
+    """``--steps 64`` -> {"*": 64}; ``--steps vae=60 gan=32`` -> {"vae": 60, "gan": 32}."""
+    steps = {}
+    for value in values or []:
+        suite, _, count = value.rpartition("=")
+        if suite and suite not in SUITES:
+            raise ValueError(f"--steps {value}: no suite {suite!r} ({', '.join(SUITES)})")
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"--steps {value}: a step count >= 1 (or SUITE=N)")
+        steps[suite or "*"] = int(count)
+    return steps
+
+
+def measure(run: Run, steps: int, args, workers=None) -> float:
     settings = {"batch": run.batch, "precision": run.precision, "warmup": args.warmup, "device": args.device}
     call = (SUITES[run.suite].module, run.impl, run.model, steps, run.jit)
     if args.in_process:
         return harness.measure_here(*call, settings=settings)
+    if workers is not None:
+        return workers.measure(run.backend, *call, settings=settings, timeout=args.timeout)
     return harness.measure(run.backend, *call, settings=settings, timeout=args.timeout)
 
 
@@ -136,12 +164,26 @@ def measure_all(args, checkpoint=None) -> tuple[dict, list[float]]:
     errors: dict[Run, list] = {}
     measured = {"values": values, "errors": errors}
     sgemm = []
+    measured["load"] = load = []  # the 1-minute load average at the start of each round (other work on the machine)
     began = time.perf_counter()
+    workers = harness.Workers(args.device) if args.processes == "persistent" and not args.in_process else None
+    try:
+        _rounds(args, rounds_plan, measured, sgemm, load, began, workers, checkpoint)
+    finally:
+        if workers is not None:
+            workers.close()
+    return measured, sgemm
+
+
+def _rounds(args, rounds_plan, measured, sgemm, load, began, workers, checkpoint) -> None:
+    values, errors = measured["values"], measured["errors"]
     for r in range(args.rounds):
+        load.append(harness.load_average())
         sgemm.append(harness.sgemm_gflops())
-        print(f"round {r + 1}/{args.rounds}: numpy sgemm {sgemm[-1]:.0f} GFLOP/s", file=sys.stderr)
+        print(f"round {r + 1}/{args.rounds}: numpy sgemm {sgemm[-1]:.0f} GFLOP/s, load average {load[-1]}",
+              file=sys.stderr)
         for suite, groups in rounds_plan.items():
-            steps = args.steps or SUITES[suite].steps
+            steps = steps_of(args, suite)
             for group in groups:
                 for run in (group if r % 2 == 0 else group[::-1]):  # kgen first, then the reference first, ...
                     start = time.perf_counter()
@@ -150,7 +192,7 @@ def measure_all(args, checkpoint=None) -> tuple[dict, list[float]]:
                         errors.setdefault(run, []).append(f"round {r + 1}: skipped: past the {args.budget} s budget")
                     else:
                         try:
-                            value = measure(run, steps, args)
+                            value = measure(run, steps, args, workers)
                         except Exception as error:  # noqa: BLE001 - one failed row must not lose the run
                             value = None
                             errors.setdefault(run, []).append(f"round {r + 1}: {str(error).strip()[-2000:]}")
@@ -160,7 +202,6 @@ def measure_all(args, checkpoint=None) -> tuple[dict, list[float]]:
                     shown = f"{value:10.0f} samples/s" if value is not None else "    FAILED"
                     print(f"round {r + 1}: {run.key:64s} {shown} ({time.perf_counter() - start:.0f} s)",
                           file=sys.stderr)
-    return measured, sgemm
 
 
 def _ratio(values: list, references: list | None) -> dict | None:
@@ -218,12 +259,16 @@ def parse(argv=None, default_suites=None) -> argparse.Namespace:
     parser.add_argument("--batch", nargs="+", type=int, default=[128])
     parser.add_argument("--jit", nargs="+", choices=tuple(JIT), default=["default"],
                         help="kgen's jit_compile (and the Keras reference's): default = kgen train's for the backend")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default: per suite, "
-                        + ", ".join(f"{name} {s.steps}" for name, s in SUITES.items()) + ")")
+    parser.add_argument("--steps", nargs="+", default=None, metavar="N|SUITE=N",
+                        help="timed steps per measurement, for every suite or per suite (default: "
+                        + ", ".join(f"{name}={s.steps}" for name, s in SUITES.items()) + ")")
     parser.add_argument("--warmup", type=int, default=None, help="steps before timing (default: per suite)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", choices=harness.DEVICES, default="cpu",
                         help="cpu hides GPUs from the workers; gpu lets each framework take its GPU")
+    parser.add_argument("--processes", choices=("persistent", "fresh"), default="persistent",
+                        help="persistent: one long-lived worker per backend, Keras's state cleared between "
+                             "measurements; fresh: a new process per measurement (slower: start-up each time)")
     parser.add_argument("--in-process", action="store_true",
                         help="measure in this process (one backend: KERAS_BACKEND's); quick runs and tests")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per measurement")
@@ -234,6 +279,12 @@ def parse(argv=None, default_suites=None) -> argparse.Namespace:
     parser.add_argument("--json", default=None, help="the JSON file (default: OUT/bench.json)")
     parser.add_argument("--markdown", default=None, help="the Markdown file (default: OUT/bench.md)")
     args = parser.parse_args(argv)
+    args.command = "python benchmarks/bench.py" + (" " + shlex.join(sys.argv[1:] if argv is None else argv)
+                                                   if (sys.argv[1:] if argv is None else argv) else "")
+    try:
+        args.steps = parse_steps(args.steps)
+    except ValueError as error:
+        parser.error(str(error))
     if args.only:
         known = {m for suite in args.suites for m in module(suite).MODELS}
         if set(args.only) - known:
@@ -257,16 +308,19 @@ def run(args, checkpoint=None) -> dict:
 
 def result_of(args, measured: dict, sgemm: list) -> dict:
     settings = {key: getattr(args, key) for key in ("suites", "only", "backends", "impls", "precision", "batch", "jit",
-                                                    "warmup", "rounds", "device", "label")}
-    settings["steps"] = {suite: args.steps or SUITES[suite].steps for suite in args.suites}
+                                                    "warmup", "rounds", "device", "processes", "in_process", "label",
+                                                    "command")}
+    settings["steps"] = {suite: steps_of(args, suite) for suite in args.suites}
     suites = {}
     for suite, suite_rows in rows(measured).items():
         info = SUITES[suite]
         suites[suite] = {"title": info.title, "description": info.description, "cross_reference": list(info.cross),
-                         "rows": suite_rows}
+                         "cross_reference_words": info.cross_words, "rows": suite_rows}
         if suite == "vae":
             suites[suite]["mflop_per_sample"] = module(suite).train_flops_per_sample() / 1e6
-    return {"schema": 1, "machine": harness.machine_record(sgemm), "settings": settings, "suites": suites}
+    machine = harness.machine_record(sgemm)
+    machine["load_average_per_round"] = list(measured.get("load", []))
+    return {"schema": 1, "machine": machine, "settings": settings, "suites": suites}
 
 
 def main(argv=None, default_suites=None) -> dict:

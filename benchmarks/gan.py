@@ -39,6 +39,9 @@ steps_per_execution kgen uses on that backend, so that the comparison is about t
 step alone. The fake batch of a D step is held fixed (stop_gradient), as a hand-written D step
 detaches it. (keras-io's DCGAN puts real and fake images through D as one concatenated batch
 with noisy labels; here they go separately, as in kgen, so batch norm sees the same batches.)
+The cross-backend reference (``worker_keras_io``, "keras-io's float32 loop") is that train_step on
+TensorFlow in float32 compiled as keras-io compiles it: Keras's defaults (one step per execution, no
+XLA on a CPU).
 
 The frameworks' own loops (``PLAIN``, for information):
   jax         keras.io's "Writing a training loop from scratch in JAX": the same plain-Keras
@@ -236,6 +239,21 @@ def worker_keras(name: str, steps: int, jit=None) -> float:
         return {"discriminator": keras_optimizer(spec), "generator": keras_optimizer(spec)}
 
     return reference.fit(networks, keras_phases(spec), optimizers, images(), steps, warmup(), jit)
+
+
+def worker_keras_io(name: str, steps: int) -> float:
+    """keras-io's float32 loop (the cross-backend reference): the same train_step on TensorFlow in float32,
+    compiled as keras-io's examples compile (Keras's defaults: one step per execution, no XLA on a CPU)."""
+    spec = SPECS[name]
+
+    def networks():
+        generator, discriminator = keras_networks(spec)
+        return {"generator": generator, "discriminator": discriminator}
+
+    def optimizers():
+        return {"discriminator": keras_optimizer(spec), "generator": keras_optimizer(spec)}
+
+    return reference.fit(networks, keras_phases(spec), optimizers, images(), steps, warmup(), keras_io=True)
 
 
 # -- JAX: stateless_call + value_and_grad + stateless_apply, one jitted step per batch ----------

@@ -203,6 +203,14 @@ def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def load_average() -> float | None:
+    """The 1-minute load average (runnable processes, this run's own included); None where unknown."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def _cpuinfo() -> tuple[str, set]:
     model, flags = platform.processor() or "unknown", set()
     try:
@@ -233,7 +241,7 @@ def _gpus() -> list[str]:
         return []
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30)
+                             capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
@@ -296,13 +304,12 @@ def child_environment(backend: str, settings: dict) -> dict:
 
 def measure(backend: str, module: str, *args, settings: dict | None = None, timeout: int = 1200) -> float:
     """``run_worker(module, *args)`` in a fresh process on ``backend`` (one Keras backend per process)."""
-    code = (
-        "import sys, json; sys.path.insert(0, %r); import harness, %s as b; "
-        "print('RESULT', json.dumps(harness.run_worker(b, *%r)))"
-        % (os.path.dirname(os.path.abspath(__file__)), module, args)
-    )
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = (f"import sys, json; sys.path.insert(0, {here!r}); import harness, {module} as b; "
+            f"print('RESULT', json.dumps(harness.run_worker(b, *{args!r})))")
     env = child_environment(backend, {**DEFAULTS, **(settings or {})})
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout,
+                         check=False)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if not lines:
         raise RuntimeError(f"{module}{args} on {backend} failed:\n{out.stderr[-3000:]}")
@@ -320,3 +327,137 @@ def measure_here(module: str, *args, settings: dict | None = None) -> float:
     finally:
         CONFIG.clear()
         CONFIG.update(previous)
+
+
+# -- persistent workers: one long-lived process per backend -------------------------------------------------
+def fresh_state() -> None:
+    """Between two measurements in one worker: Keras's global state cleared, garbage collected, JAX's
+    compiled functions dropped, so that each measurement builds and compiles from scratch as in a fresh
+    process (what it cannot undo: the libraries' imports and thread pools, which is the point)."""
+    import gc
+
+    import keras
+
+    keras.backend.clear_session(free_memory=True)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        jax.clear_caches()
+    gc.collect()
+
+
+def serve() -> None:
+    """A persistent worker's loop: one JSON request per line of stdin ({"module", "args", "settings"}), one
+    ``RESULT <json>`` or ``ERROR <json traceback>`` line per request on the original stdout. Anything else
+    the libraries print (Python or C level) goes to stderr."""
+    import importlib
+    import traceback
+
+    protocol = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        try:
+            importlib.import_module(request["module"])
+            fresh_state()
+            value = measure_here(request["module"], *request["args"], settings=request["settings"])
+            protocol.write("RESULT " + json.dumps(value) + "\n")
+        except Exception:  # noqa: BLE001 - reported to the parent, the worker goes on
+            protocol.write("ERROR " + json.dumps(traceback.format_exc()[-3000:]) + "\n")
+        protocol.flush()
+
+
+class Workers:
+    """One persistent worker process per backend (``serve``), started on first use: the same measurements
+    as ``measure`` without a process start-up (imports, thread pools) per measurement. Requests go one at
+    a time, so an idle worker waits on its stdin and takes no CPU. A worker that fails to answer within
+    the timeout, or dies, is killed and replaced by a fresh one at its backend's next measurement."""
+
+    def __init__(self, device: str = "cpu", log_dir: str | os.PathLike | None = None):
+        self.device = device
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.logs: dict[str, object] = {}
+
+    def _start(self, backend: str) -> subprocess.Popen:
+        import tempfile
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        env = child_environment(backend, {**DEFAULTS, "device": self.device})
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            log = open(self.log_dir / f"worker-{backend}.log", "a+")  # noqa: SIM115 - closed in close()
+        else:
+            log = tempfile.TemporaryFile("a+")  # noqa: SIM115 - closed in close()
+        self.logs[backend] = log
+        code = f"import sys; sys.path.insert(0, {here!r}); import harness; harness.serve()"
+        process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=log, text=True, env=env, bufsize=1)
+        self.processes[backend] = process
+        return process
+
+    def _log_tail(self, backend: str) -> str:
+        log = self.logs.get(backend)
+        if log is None:
+            return ""
+        log.flush()
+        log.seek(0)
+        return log.read()[-3000:]
+
+    def _stop(self, backend: str, kill: bool = False) -> None:
+        process = self.processes.pop(backend, None)
+        if process is not None:
+            if kill:
+                process.kill()
+            else:
+                with contextlib.suppress(OSError, ValueError):
+                    process.stdin.close()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            process.wait()
+        log = self.logs.pop(backend, None)
+        if log is not None:
+            log.close()
+
+    def measure(self, backend: str, module: str, *args, settings: dict | None = None, timeout: int = 1200) -> float:
+        import select
+
+        process = self.processes.get(backend)
+        if process is None or process.poll() is not None:
+            if process is not None:
+                self._stop(backend)
+            process = self._start(backend)
+        request = {"module": module, "args": list(args), "settings": {**DEFAULTS, "device": self.device,
+                                                                      **(settings or {})}}
+        try:
+            process.stdin.write(json.dumps(request) + "\n")
+            process.stdin.flush()
+        except (BrokenPipeError, OSError) as error:
+            tail = self._log_tail(backend)
+            self._stop(backend, kill=True)
+            raise RuntimeError(f"the {backend} worker is gone ({error}):\n{tail}") from None
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([process.stdout], [], [], left)[0]:
+                tail = self._log_tail(backend)
+                self._stop(backend, kill=True)
+                raise TimeoutError(f"{module}{tuple(args)} on {backend}: no answer in {timeout} s:\n{tail}")
+            line = process.stdout.readline()
+            if not line:
+                tail = self._log_tail(backend)
+                self._stop(backend, kill=True)
+                raise RuntimeError(f"{module}{tuple(args)} on {backend}: the worker died:\n{tail}")
+            if line.startswith("RESULT "):
+                return json.loads(line[7:])
+            if line.startswith("ERROR "):
+                raise RuntimeError(f"{module}{tuple(args)} on {backend} failed:\n{json.loads(line[6:])}")
+
+    def close(self) -> None:
+        for backend in list(self.processes):
+            self._stop(backend)

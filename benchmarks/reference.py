@@ -27,12 +27,11 @@ outputs are cast to float32 before the losses (Keras's mixed-precision guide), a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
-
-import keras
 
 import harness
+import keras
 
 
 @dataclass(frozen=True)
@@ -204,21 +203,22 @@ CLASSES = {"tensorflow": TensorFlowReference, "jax": JaxReference, "torch": Torc
 
 
 def build(networks: Callable[[], dict], phases: list[Phase], optimizers: Callable[[], dict], steps: int,
-          warmup: int, jit: bool | None = None):
+          warmup: int, jit: bool | None = None, keras_io: bool = False):
     """The backend's reference model for ``networks()`` (built under the run's dtype policy), compiled
     with one optimizer per phase (``optimizers()``: {phase name: optimizer}) and kgen's compile options
-    for fits of ``warmup`` and ``steps`` steps."""
+    for fits of ``warmup`` and ``steps`` steps; ``keras_io``: with Keras's default compile options instead
+    (as keras-io's examples compile), in float32."""
     from kgen.train import compile_options
 
-    with harness.dtype_policy():
+    options = {} if keras_io else compile_options(jit, steps=(warmup, steps))
+    with harness.dtype_policy("float32" if keras_io else None):
         model = CLASSES[keras.backend.backend()](networks(), phases)
         chosen = optimizers()
         if harness.precision() == "mixed_float16":
             chosen = {key: keras.optimizers.LossScaleOptimizer(opt) for key, opt in chosen.items()}
         for phase in phases:
             chosen[phase.optimizer].build(model.variables_of(phase))
-        model.compile(optimizer=Optimizers(chosen), auto_scale_loss=False,
-                      **compile_options(jit, steps=(warmup, steps)))
+        model.compile(optimizer=Optimizers(chosen), auto_scale_loss=False, **options)
     return model
 
 
@@ -237,9 +237,10 @@ def check(model, steps: int, warmup: int) -> None:
             raise RuntimeError(f"reference: {name} is not finite")
 
 
-def fit(networks, phases, optimizers, dataset, steps: int, warmup: int, jit: bool | None = None) -> float:
+def fit(networks, phases, optimizers, dataset, steps: int, warmup: int, jit: bool | None = None,
+        keras_io: bool = False) -> float:
     """samples/s of the reference's ``fit()`` over ``steps`` batches of ``dataset`` after ``warmup``, checked."""
-    model = build(networks, phases, optimizers, steps, warmup, jit)
+    model = build(networks, phases, optimizers, steps, warmup, jit, keras_io)
     rate = harness.time_fit(model, dataset, steps, warmup)
     check(model, steps, warmup)
     return rate
