@@ -24,7 +24,8 @@ date) and the command line are recorded.
         --batch 128 512 --rounds 3                                 # the precision table's rows
     python benchmarks/bench.py --suites ae-family --only ae --backends jax --steps 4 --warmup 2 --rounds 1 \\
         --label "quick check"                                      # a quick run
-    python benchmarks/bench.py --steps vae=60 gan=32 --suites vae gan       # timed steps per suite
+    python benchmarks/bench.py --suites vae gan ae-family --steps vae=60 gan=32 --warmup gan=16 \
+        --precision float32 mixed_bfloat16 --precision-models vae_conv dcgan   # per-suite steps; mixed: 2 models
 
 Writes ``--out``/bench.json (every measurement, per round) and ``--out``/bench.md (the tables,
 ``report.py``), and prints the Markdown. ``python benchmarks/report.py <json> --docs docs/speed.md``
@@ -111,6 +112,8 @@ def plan(suite: str, args) -> list[list[Run]]:
         for model in models:
             for backend in args.backends:
                 for precision in args.precision:
+                    if precision != "float32" and args.precision_models and model not in args.precision_models:
+                        continue
                     for jit in args.jit:
                         group = [Run(suite, model, backend, impl, precision, batch, JIT[jit]) for impl in ("kgen", "keras")
                                  if impl in args.impls and (impl == "kgen" or mod.has_reference(model))]
@@ -146,7 +149,8 @@ def parse_steps(values: list[str] | None) -> dict:
 
 
 def measure(run: Run, steps: int, args, workers=None) -> float:
-    settings = {"batch": run.batch, "precision": run.precision, "warmup": args.warmup, "device": args.device}
+    warmup = args.warmup.get(run.suite, args.warmup.get("*"))  # None: the suite's own
+    settings = {"batch": run.batch, "precision": run.precision, "warmup": warmup, "device": args.device}
     call = (SUITES[run.suite].module, run.impl, run.model, steps, run.jit)
     if args.in_process:
         return harness.measure_here(*call, settings=settings)
@@ -178,10 +182,11 @@ def measure_all(args, checkpoint=None) -> tuple[dict, list[float]]:
 def _rounds(args, rounds_plan, measured, sgemm, load, began, workers, checkpoint) -> None:
     values, errors = measured["values"], measured["errors"]
     for r in range(args.rounds):
-        load.append(harness.load_average())
-        sgemm.append(harness.sgemm_gflops())
-        print(f"round {r + 1}/{args.rounds}: numpy sgemm {sgemm[-1]:.0f} GFLOP/s, load average {load[-1]}",
-              file=sys.stderr)
+        if not (args.budget and time.perf_counter() - began > args.budget):  # a round past the budget measures nothing
+            load.append(harness.load_average())
+            sgemm.append(harness.sgemm_gflops())
+            print(f"round {r + 1}/{args.rounds}: numpy sgemm {sgemm[-1]:.0f} GFLOP/s, load average {load[-1]}",
+                  file=sys.stderr)
         for suite, groups in rounds_plan.items():
             steps = steps_of(args, suite)
             for group in groups:
@@ -262,7 +267,10 @@ def parse(argv=None, default_suites=None) -> argparse.Namespace:
     parser.add_argument("--steps", nargs="+", default=None, metavar="N|SUITE=N",
                         help="timed steps per measurement, for every suite or per suite (default: "
                         + ", ".join(f"{name}={s.steps}" for name, s in SUITES.items()) + ")")
-    parser.add_argument("--warmup", type=int, default=None, help="steps before timing (default: per suite)")
+    parser.add_argument("--warmup", nargs="+", default=None, metavar="N|SUITE=N",
+                        help="steps before timing, for every suite or per suite (default: the suite's own)")
+    parser.add_argument("--precision-models", nargs="+", default=None, metavar="MODEL",
+                        help="only these models run the precisions other than float32 (default: every model)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", choices=harness.DEVICES, default="cpu",
                         help="cpu hides GPUs from the workers; gpu lets each framework take its GPU")
@@ -283,8 +291,9 @@ def parse(argv=None, default_suites=None) -> argparse.Namespace:
                                                    if (sys.argv[1:] if argv is None else argv) else "")
     try:
         args.steps = parse_steps(args.steps)
+        args.warmup = parse_steps(args.warmup)
     except ValueError as error:
-        parser.error(str(error))
+        parser.error(str(error).replace("--steps", "--steps/--warmup"))
     if args.only:
         known = {m for suite in args.suites for m in module(suite).MODELS}
         if set(args.only) - known:
@@ -308,8 +317,8 @@ def run(args, checkpoint=None) -> dict:
 
 def result_of(args, measured: dict, sgemm: list) -> dict:
     settings = {key: getattr(args, key) for key in ("suites", "only", "backends", "impls", "precision", "batch", "jit",
-                                                    "warmup", "rounds", "device", "processes", "in_process", "label",
-                                                    "command")}
+                                                    "warmup", "precision_models", "rounds", "device", "processes",
+                                                    "in_process", "label", "command")}
     settings["steps"] = {suite: steps_of(args, suite) for suite in args.suites}
     suites = {}
     for suite, suite_rows in rows(measured).items():

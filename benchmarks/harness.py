@@ -70,9 +70,10 @@ def data(n: int | None = None) -> np.ndarray:
 def pipeline(flat: bool = False, symmetric: bool = False):
     """The tf.data pipeline kgen reads through fit() and the TF/JAX/PyTorch references iterate
     (as the TensorFlow and JAX tutorials do with tfds); ``symmetric``: pixels in [-1, 1] (GANs)."""
+    import keras
     import tensorflow as tf
 
-    if os.environ.get("KERAS_BACKEND") != "tensorflow":
+    if keras.backend.backend() != "tensorflow":
         try:  # TensorFlow only feeds batches here: the GPU stays the backend's
             tf.config.set_visible_devices([], "GPU")
         except RuntimeError:  # already initialised (a second pipeline in this process)
@@ -271,10 +272,6 @@ def machine_record(sgemm: list[float] | None = None) -> dict:
     }
 
 
-def has_bf16_hardware(machine: dict) -> bool:
-    return any(machine["flags"].get(flag) for flag in BF16_FLAGS)
-
-
 # -- the workers ------------------------------------------------------------------------------------------
 def run_worker(module, implementation: str, name: str, steps: int, jit=None) -> float:
     """What a worker process runs: ``module.run_worker`` where the module has one; otherwise
@@ -282,7 +279,9 @@ def run_worker(module, implementation: str, name: str, steps: int, jit=None) -> 
     ``PLAIN`` (the framework's own loop) / ``worker_keras_io`` of ``module``."""
     if hasattr(module, "run_worker"):
         return module.run_worker(implementation, name, steps, jit)
-    backend = os.environ["KERAS_BACKEND"]
+    import keras
+
+    backend = keras.backend.backend()  # KERAS_BACKEND's, or Keras's default (in-process runs)
     if implementation == "kgen":
         return module.worker_kgen(name, steps, jit)
     if implementation == "keras":
@@ -297,6 +296,9 @@ def run_worker(module, implementation: str, name: str, steps: int, jit=None) -> 
 def child_environment(backend: str, settings: dict) -> dict:
     """The environment of a worker process: the backend, the settings, the device (``cpu`` hides GPUs)."""
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "KGEN_BENCH": json.dumps(settings)}
+    # JAX keeps compiled steps on disk: a later round's (untimed) compilation of the same step is a lookup
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().parent / "results" / "jax-cache"))
+    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     if settings.get("device", "cpu") == "cpu":
         env.update(CUDA_VISIBLE_DEVICES="-1", JAX_PLATFORMS="cpu")
     return env

@@ -20,11 +20,9 @@ This file keeps the old entry point: ``python benchmarks/train_throughput.py`` i
 from __future__ import annotations
 
 import itertools
-import os
-
-import numpy as np
 
 import harness
+import numpy as np
 import reference
 from harness import data, jax_adam_trainer, pipeline, run_stateful, time_fit, timed
 
@@ -53,7 +51,9 @@ def train_flops_per_sample() -> float:
 
 # -- workers (one per process) ------------------------------------------------------
 def worker_kgen(name: str, steps: int, jit=None) -> float:
-    if os.environ["KERAS_BACKEND"] == "jax" and jit is False:
+    import keras
+
+    if keras.backend.backend() == "jax" and jit is False:
         steps = max(steps // 6, 5)  # eager JAX is slow: fewer steps
     model = harness.kgen_model("vae", {"arch": "conv", "latent_dim": 2, "hidden": 16}, LEARNING_RATE, jit,
                                steps=(warmup(), steps))
