@@ -48,8 +48,14 @@ test: setup
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
+# Every suite (benchmarks/bench.py): kgen against the same networks' hand-written Keras train_step on each
+# backend, interleaved rounds (median of the per-round ratios); writes benchmarks/results/bench.json and
+# bench.md (git-ignored). BENCH_ARGS selects (e.g. BENCH_ARGS="--suites vae --backends jax --steps 8 --rounds 1"
+# for a quick run; docs/speed.md shows the command behind its tables); BENCH_DOCS=1 also rewrites the
+# generated tables of docs/speed.md from that JSON (benchmarks/report.py --docs).
 bench: setup
-	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/bench.py --out benchmarks/results $(BENCH_ARGS)
+	$(if $(BENCH_DOCS),$(PY) benchmarks/report.py benchmarks/results/bench.json --docs docs/speed.md)
 
 clean-venv:
 	rm -rf $(VENV)

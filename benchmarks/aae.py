@@ -1,10 +1,11 @@
 """Adversarial autoencoders: kgen's phased core against hand-written AAE loops of the same networks.
 
-Run through ``python benchmarks/train_throughput.py --suite aae``. For every model,
-on every backend: kgen's ``aae`` through ``model.fit`` (``kgen train``'s compile
-options on that backend) and a reference written the way that backend's own
-tutorials write a multi-optimizer loop (the GAN references of ``gan.py``). Both read
-the same tf.data pipeline (``harness.pipeline``: random binary images in [0, 1], batch 128).
+Run through ``python benchmarks/bench.py --suites aae``. For every model, on every
+backend: kgen's ``aae`` through ``model.fit`` (``kgen train``'s compile options on that
+backend); the bar, the same networks as a Keras model with a hand-written train_step on
+that backend (``worker_keras``: ``benchmarks/reference.py`` with the phase losses below);
+and, for information, the loops of the frameworks' tutorials (``PLAIN``: JAX, PyTorch).
+All read the same tf.data pipeline (``harness.pipeline``: random binary images in [0, 1]).
 
   aae                  ``AAE((28, 28, 1), seed=0)``: the defaults, mode unsupervised, gaussian prior,
                        latent 8, arch dense, hidden 512, disc_width 256, bce loss
@@ -36,16 +37,18 @@ pass of the encoder (three passes per batch, four semi-supervised):
 One "sample" is one image of the batch: samples/s = batches/s x 128.
 
 The references (the shapes of ``gan.py``'s):
-  tensorflow  keras-io's pattern: a keras.Model subclass whose ``train_step`` takes one
-              tf.GradientTape per phase, each phase its own optimizer, loss trackers, trained
-              with ``fit()`` under the jit_compile and steps_per_execution kgen uses on TensorFlow.
-  jax         the same Keras networks as pure functions (``stateless_call``), ``jax.value_and_grad``
+  keras       (every backend, the bar) keras-io's pattern: a keras.Model whose ``train_step`` takes
+              one gradient step per phase (a GradientTape on TensorFlow, value_and_grad +
+              stateless_apply on JAX, backward + optimizer.apply on torch), each phase its own
+              optimizer, loss trackers, trained with ``fit()`` under the jit_compile and
+              steps_per_execution kgen uses on that backend.
+  jax         (plain, for information) the same Keras networks as pure functions (``stateless_call``), ``jax.value_and_grad``
               per phase w.r.t. that phase's networks, the Keras optimizers' ``stateless_apply``,
               all phases in one ``jax.jit`` step per batch.
-  torch       a plain PyTorch loop: nn.Sequential networks, torch.optim.Adam per phase,
+  torch       (plain, for information) a plain PyTorch loop: nn.Sequential networks, torch.optim.Adam per phase,
               BCEWithLogitsLoss summed over pixels; the discriminator's codes made under no_grad,
               the generator's backward into the encoder's parameters only.
-The TensorFlow and JAX references share the phase losses below (keras.ops, the networks
+The Keras references share the phase losses below (keras.ops, the networks
 behind a ``net(name, inputs)`` callable); their randomness is drawn by each backend.
 kgen also logs D's mean outputs on prior draws and codes (d_prior, d_codes, and the
 category discriminator's, and the classifier's accuracy); the references log the losses only.
@@ -63,6 +66,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from gan import SPECS as GAN_SPECS
+import harness
+import reference
 from gan import WARMUP, d_objective, g_objective
 from harness import data, pipeline, time_fit, timed
 
@@ -101,6 +106,10 @@ PHASES = {
 }
 
 
+def warmup() -> int:
+    return harness.warmup(WARMUP)
+
+
 def phase_keys(spec: Spec) -> list[str]:
     return [key for key in PHASES if key != "classifier" or spec.labelled]
 
@@ -113,7 +122,7 @@ def labelled_set(spec: Spec):
 def check(name: str, steps: int, updates: dict, losses) -> None:
     """Fail the measurement unless every phase's optimizer took exactly one step per batch
     (warm-up and timed) and the losses at the end are finite."""
-    expected = WARMUP + steps
+    expected = warmup() + steps
     took = {key: int(value) for key, value in updates.items()}
     if set(took) != set(phase_keys(SPECS[name])) or any(n != expected for n in took.values()):
         raise RuntimeError(f"{name}: the phase optimizers took {took} steps, expected {expected} each")
@@ -123,18 +132,14 @@ def check(name: str, steps: int, updates: dict, losses) -> None:
 
 
 # -- kgen ------------------------------------------------------------------------------
-def worker_kgen(name: str, steps: int) -> float:
-    from kgen.models import AAE
-    from kgen.train import compile_options
-
+def worker_kgen(name: str, steps: int, jit=None) -> float:
     spec = SPECS[name]
-    model = AAE(IMAGE, seed=0, **spec.options)
+    # what `kgen train` builds on this backend (the model's default learning rate and optimizers),
+    # with steps per execution dividing both fits' step counts
+    model = harness.kgen_model("aae", spec.options, None, jit, steps=(warmup(), steps), input_shape=IMAGE)
     if spec.labelled:
         model.set_labelled(*labelled_set(spec))
-    # what `kgen train` uses on this backend (the model's default learning rate and optimizers),
-    # with steps per execution dividing both fits' step counts
-    model.compile(**compile_options(steps=(WARMUP, steps)))
-    rate = time_fit(model, pipeline(), steps, WARMUP)
+    rate = time_fit(model, pipeline(), steps, warmup())
     logs = {m.name: m.result() for m in model.metrics}
     names = ("loss", "d_loss", "g_loss") + (("classification_loss",) if spec.labelled else ())
     check(name, steps, {key: opt.iterations.numpy() for key, opt in model.phase_optimizers.items()},
@@ -220,66 +225,39 @@ def classification_loss(spec: Spec, net, images, labels):
     return ops.mean(ops.sparse_categorical_crossentropy(labels, logits, from_logits=True))
 
 
-# -- TensorFlow: keras-io's train_step + one GradientTape per phase, trained by fit() ------------
-def worker_tensorflow(name: str, steps: int) -> float:
+# -- Keras: keras-io's train_step on this backend, one step per phase (the bar) ---------------------------
+def keras_phases(spec: Spec) -> list:
+    """The reconstruction, discriminator and generator phases (and the classification phase)."""
     import keras
-    import tensorflow as tf
     from keras import ops
 
-    from kgen.train import compile_options
+    labelled = [ops.convert_to_tensor(a) for a in labelled_set(spec)] if spec.labelled else None
 
+    def d_loss(model, x):
+        batch = ops.shape(x)[0]
+        prior_z = keras.random.normal((batch, LATENT), seed=model.seed_generator)
+        prior_y = None
+        if spec.categories:
+            prior_y = ops.one_hot(keras.random.randint((batch,), 0, spec.categories, seed=model.seed_generator),
+                                  spec.categories)
+        return discriminator_loss(spec, model.net, x, prior_z, prior_y)
+
+    def c_loss(model, x):
+        index = keras.random.randint((ops.shape(x)[0],), 0, spec.labelled, seed=model.seed_generator)
+        return classification_loss(spec, model.net, ops.take(labelled[0], index, axis=0),
+                                   ops.take(labelled[1], index, axis=0))
+
+    networks = ["encoder", "decoder", "code_discriminator"] + (["category_discriminator"] if spec.categories else [])
+    losses = {"autoencoder": lambda model, x: reconstruction_loss(spec, model.net, x), "discriminator": d_loss,
+              "generator": lambda model, x: generator_loss(spec, model.net, x), "classifier": c_loss}
+    return [reference.Phase(key, tuple(n for n in PHASES[key][1] if n in networks), losses[key])
+            for key in phase_keys(spec)]
+
+
+def worker_keras(name: str, steps: int, jit=None) -> float:
     spec = SPECS[name]
-    labelled_images, labelled_labels = map(tf.constant, labelled_set(spec)) if spec.labelled else (None, None)
-
-    class KerasIoAAE(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.networks = keras_networks(spec)
-            self.phase_optimizers = keras_optimizers(spec)
-            self.seed_generator = keras.random.SeedGenerator(1337)
-            names = ("loss", "d_loss", "g_loss") + (("classification_loss",) if spec.labelled else ())
-            self.trackers = [keras.metrics.Mean(name=n) for n in names]
-
-        @property
-        def metrics(self):
-            return self.trackers
-
-        def net(self, network, inputs):
-            return self.networks[network](inputs, training=True)
-
-        def step(self, key, loss_fn, *args):
-            """One phase: its loss under a fresh tape, its gradients, its optimizer's step."""
-            variables = phase_variables(spec, key, self.networks)
-            with tf.GradientTape() as tape:
-                loss = loss_fn(spec, self.net, *args)
-            self.phase_optimizers[key].apply_gradients(zip(tape.gradient(loss, variables), variables))
-            return loss
-
-        def train_step(self, x):
-            batch = tf.shape(x)[0]
-            prior_z = keras.random.normal((batch, LATENT), seed=self.seed_generator)
-            prior_y = None
-            if spec.categories:
-                prior_y = ops.one_hot(keras.random.randint((batch,), 0, spec.categories, seed=self.seed_generator),
-                                      spec.categories)
-            losses = [self.step("autoencoder", reconstruction_loss, x),
-                      self.step("discriminator", discriminator_loss, x, prior_z, prior_y),
-                      self.step("generator", generator_loss, x)]
-            if spec.labelled:
-                index = keras.random.randint((batch,), 0, spec.labelled, seed=self.seed_generator)
-                losses.append(self.step("classifier", classification_loss, tf.gather(labelled_images, index),
-                                        tf.gather(labelled_labels, index)))
-            for tracker, loss in zip(self.trackers, losses):
-                tracker.update_state(loss)
-            return {t.name: t.result() for t in self.trackers}
-
-    model = KerasIoAAE()
-    # jit_compile and steps_per_execution exactly as kgen's worker gets them on TensorFlow
-    model.compile(**compile_options(steps=(WARMUP, steps)))
-    rate = time_fit(model, pipeline(), steps, WARMUP)
-    check(name, steps, {key: opt.iterations.numpy() for key, opt in model.phase_optimizers.items()},
-          [t.result() for t in model.trackers])
-    return rate
+    return reference.fit(lambda: keras_networks(spec), keras_phases(spec), lambda: keras_optimizers(spec),
+                         pipeline(), steps, warmup(), jit)
 
 
 # -- JAX: stateless_call + value_and_grad per phase + stateless_apply, one jitted step per batch ----------
@@ -335,7 +313,7 @@ def worker_jax(name: str, steps: int) -> float:
         return holder["losses"]
 
     batches = map(jnp.asarray, pipeline().as_numpy_iterator())
-    rate = timed(step, batches, steps, lambda losses: losses.block_until_ready(), WARMUP)
+    rate = timed(step, batches, steps, lambda losses: losses.block_until_ready(), warmup())
     opt_state = holder["state"][1]
     # where the step count sits in an optimizer's state (by identity: == on Keras variables compares values)
     at = {k: next(i for i, v in enumerate(opt.variables) if v is opt.iterations) for k, opt in optimizers.items()}
@@ -424,6 +402,15 @@ def worker_torch(name: str, steps: int) -> float:
         return last["losses"]
 
     batches = map(torch.from_numpy, pipeline().as_numpy_iterator())
-    rate = timed(step, batches, steps, lambda losses: losses.tolist(), WARMUP)
+    rate = timed(step, batches, steps, lambda losses: losses.tolist(), warmup())
     check(name, steps, {key: opt.state[params[key][0]]["step"] for key, opt in optimizers.items()}, last["losses"])
     return rate
+
+
+# The frameworks' own loops (for information); TensorFlow's is the Keras reference itself.
+PLAIN = {"jax": worker_jax, "torch": worker_torch}
+MODELS = list(SPECS)
+
+
+def has_reference(name: str) -> bool:
+    return True

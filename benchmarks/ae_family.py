@@ -1,12 +1,14 @@
 """The autoencoder family and the RBM against hand-written loops of the same networks.
 
-Run through ``python benchmarks/train_throughput.py --suite ae-family``. For every
-model, on every backend: kgen's model through ``model.fit`` (the backend's
-default jit setting, as ``kgen train`` uses it) and a reference written directly
-in that backend's framework (TensorFlow: tf.function + GradientTape with raw
-variables; JAX: one jitted step over a parameter list; PyTorch: nn.Linear layers
-+ torch.optim.Adam). Same widths, activations, loss, penalty, corruption, Adam(1e-3),
-batch 128 of 28x28 inputs.
+Run through ``python benchmarks/bench.py --suites ae-family``. For every model, on
+every backend: kgen's model through ``model.fit`` (the backend's default jit setting,
+as ``kgen train`` uses it); the bar, the same networks as a Keras model with a
+hand-written train_step on that backend (``worker_keras``: ``benchmarks/reference.py``,
+keras.layers.Dense networks on flat rows, the loss and penalty below in keras.ops);
+and, for information, a loop written directly in that backend's framework
+(``PLAIN``; TensorFlow: tf.function + GradientTape with raw variables; JAX: one
+jitted step over a parameter list; PyTorch: nn.Linear layers + torch.optim.Adam).
+Same widths, activations, loss, penalty, corruption, Adam(1e-3), batches of 28x28 inputs.
 
 The references are what one would write by hand for each model:
   - autoencoders: an MLP, BCE-from-logits (or squared error) summed over pixels,
@@ -28,10 +30,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import harness
+import reference
 from harness import LEARNING_RATE, adam_update, jax_adam_trainer, pipeline, run_stateful, time_fit, timed
 
 PIXELS = 784
 WARMUP = 64  # steps before timing: compilation and the input pipeline settle
+
+
+def warmup() -> int:
+    return harness.warmup(WARMUP)
 
 
 @dataclass(frozen=True)
@@ -81,15 +89,121 @@ def initial_layers(spec: Spec) -> list[tuple[np.ndarray, np.ndarray, str]]:
 
 
 # -- kgen -----------------------------------------------------------------------------
-def worker_kgen(name: str, steps: int) -> float:
-    from kgen.models import get_model_class
-    from kgen.train import compile_options
+def worker_kgen(name: str, steps: int, jit=None) -> float:
+    spec = SPECS[name]
+    # what `kgen train` builds and compiles on this backend, for fits of the warm-up and ``steps`` steps
+    model = harness.kgen_model(spec.model, spec.options, LEARNING_RATE, jit, steps=(warmup(), steps))
+    return time_fit(model, pipeline(), steps, warmup())
+
+
+# -- Keras: the same networks with a hand-written train_step on this backend (the bar) -----------
+def keras_networks(spec: Spec) -> dict:
+    """The encoder and decoder as keras.layers.Dense stacks on flat rows (the RBM: its three weights)."""
+    import keras
+    from keras import layers
+
+    if spec.model == "rbm":
+        return {"rbm": RBMWeights(spec.encoder[0][0])}
+
+    def stack(widths, inputs, name):
+        return keras.Sequential([keras.Input((inputs,))] + [layers.Dense(w, activation=a) for w, a in widths],
+                                name=name)
+
+    return {"encoder": stack(spec.encoder, PIXELS, "encoder"),
+            "decoder": stack(spec.decoder, spec.encoder[-1][0], "decoder")}
+
+
+def _rbm_weights_class():
+    import keras
+
+    class RBMWeights(keras.layers.Layer):
+        """W (visible x hidden), visible bias b, hidden bias c."""
+
+        def __init__(self, hidden: int, **kwargs):
+            super().__init__(**kwargs)
+            self.W = self.add_weight((PIXELS, hidden), initializer=keras.initializers.RandomNormal(0.0, 0.01), name="W")
+            self.b = self.add_weight((PIXELS,), initializer="zeros", name="b")
+            self.c = self.add_weight((hidden,), initializer="zeros", name="c")
+            self.built = True
+
+        def call(self, v):
+            return keras.ops.sigmoid(v @ self.W + self.c)
+
+    return RBMWeights
+
+
+def RBMWeights(hidden: int):  # a class built on first use: keras is imported in the worker only
+    return _rbm_weights_class()(hidden)
+
+
+def autoencoder_loss(spec: Spec):
+    """The model's loss in keras.ops: BCE from logits (softplus(l) - x l) or squared error summed over pixels,
+    averaged over the batch, plus the model's penalty."""
+    import keras
+    from keras import ops
+
+    def loss_fn(model, x):
+        inputs = x
+        if spec.gaussian_noise:
+            noise = keras.random.normal(ops.shape(x), seed=model.seed_generator)
+            inputs = ops.clip(x + spec.gaussian_noise * noise, 0.0, 1.0)
+        if spec.contractive_weight:
+            codes, jacobian = reference.value_and_batch_jacobian(lambda v: model.net("encoder", v), inputs)
+        else:
+            codes = model.net("encoder", inputs)
+        out = model.net("decoder", codes)
+        per_pixel = ops.softplus(out) - x * out if spec.loss == "bce" else ops.square(x - out)
+        loss = ops.mean(ops.sum(per_pixel, axis=1))
+        if spec.kl_sparsity:
+            rho, weight = spec.kl_sparsity
+            rho_hat = ops.clip(ops.mean(codes, axis=0), 1e-6, 1 - 1e-6)
+            loss += weight * ops.sum(rho * ops.log(rho / rho_hat) + (1 - rho) * ops.log((1 - rho) / (1 - rho_hat)))
+        if spec.contractive_weight:
+            loss += spec.contractive_weight * ops.mean(ops.sum(ops.square(jacobian), axis=(1, 2)))
+        return loss
+
+    return loss_fn
+
+
+def rbm_cd1(model, x):
+    """CD-1 with the textbook closed-form gradients in keras.ops, plus the reconstruction error and the
+    stochastic pseudo-log-likelihood kgen logs: (their sum, [dW, db, dc])."""
+    import keras
+    from keras import ops
+
+    rbm, seed = model.networks["rbm"], model.seed_generator
+    W, b, c = (ops.convert_to_tensor(v) for v in (rbm.W, rbm.b, rbm.c))
+
+    def sample(p):
+        return ops.cast(keras.random.uniform(ops.shape(p), seed=seed) < p, "float32")
+
+    def free_energy(v):
+        return -ops.matmul(v, b) - ops.sum(ops.softplus(v @ W + c), axis=1)
+
+    v0 = sample(x)
+    ph0 = ops.sigmoid(v0 @ W + c)
+    v1 = sample(ops.sigmoid(sample(ph0) @ ops.transpose(W) + b))
+    ph1 = ops.sigmoid(v1 @ W + c)
+    n = ops.cast(ops.shape(x)[0], "float32")
+    grads = [-(ops.transpose(v0) @ ph0 - ops.transpose(v1) @ ph1) / n,
+             -ops.mean(v0 - v1, axis=0), -ops.mean(ph0 - ph1, axis=0)]
+    reconstruction_error = ops.mean(ops.square(v0 - ops.sigmoid(ph0 @ ops.transpose(W) + b)))
+    flip = ops.one_hot(keras.random.randint((ops.shape(x)[0],), 0, PIXELS, seed=seed), PIXELS)
+    pll = PIXELS * ops.mean(ops.log_sigmoid(free_energy(v0 + flip * (1 - 2 * v0)) - free_energy(v0)))
+    return reconstruction_error + pll, grads
+
+
+def worker_keras(name: str, steps: int, jit=None) -> float:
+    import keras
 
     spec = SPECS[name]
-    model = get_model_class(spec.model)((28, 28, 1), seed=0, **spec.options)
-    # what `kgen train` uses on this backend, for fits of WARMUP and ``steps`` steps
-    model.compile(learning_rate=LEARNING_RATE, **compile_options(steps=(WARMUP, steps)))
-    return time_fit(model, pipeline(), steps, WARMUP)
+    if spec.model == "rbm":
+        phases = [reference.Phase("rbm", ("rbm",), rbm_cd1, closed_form=True)]
+    else:
+        phases = [reference.Phase("autoencoder", ("encoder", "decoder"), autoencoder_loss(spec))]
+    key = phases[0].optimizer
+    return reference.fit(lambda: keras_networks(spec), phases, lambda: {key: keras.optimizers.Adam(LEARNING_RATE)},
+                         pipeline(flat=True), steps, warmup(), jit)
 
 
 # -- TensorFlow ----------------------------------------------------------------------
@@ -139,7 +253,7 @@ def worker_tensorflow(name: str, steps: int) -> float:
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
 
-    return timed(step, batches, steps, float, WARMUP)
+    return timed(step, batches, steps, float, warmup())
 
 
 def tensorflow_rbm(spec: Spec, batches, optimizer, steps: int) -> float:
@@ -171,7 +285,7 @@ def tensorflow_rbm(spec: Spec, batches, optimizer, steps: int) -> float:
         pll = PIXELS * tf.reduce_mean(tf.math.log_sigmoid(free_energy(v0 + flip * (1 - 2 * v0)) - free_energy(v0)))
         return reconstruction_error + pll
 
-    return timed(step, batches, steps, float, WARMUP)
+    return timed(step, batches, steps, float, warmup())
 
 
 # -- JAX -----------------------------------------------------------------------------------
@@ -215,7 +329,7 @@ def worker_jax(name: str, steps: int) -> float:
         return loss
 
     step, state = jax_adam_trainer(loss_fn, params)
-    return run_stateful(step, state, batches, steps, WARMUP)
+    return run_stateful(step, state, batches, steps, warmup())
 
 
 def jax_rbm(spec: Spec, batches, steps: int) -> float:
@@ -249,7 +363,7 @@ def jax_rbm(spec: Spec, batches, steps: int) -> float:
         return (new, m, s, t, key), reconstruction_error + pll
 
     zeros = jax.tree.map(jnp.zeros_like, params)
-    return run_stateful(step, (params, zeros, zeros, 0.0, jax.random.key(0)), batches, steps, WARMUP)
+    return run_stateful(step, (params, zeros, zeros, 0.0, jax.random.key(0)), batches, steps, warmup())
 
 
 # -- PyTorch ---------------------------------------------------------------------------
@@ -301,7 +415,7 @@ def worker_torch(name: str, steps: int) -> float:
         optimizer.step()
         return loss
 
-    return timed(step, batches, steps, float, WARMUP)
+    return timed(step, batches, steps, float, warmup())
 
 
 def torch_rbm(spec: Spec, batches, steps: int) -> float:
@@ -332,4 +446,13 @@ def torch_rbm(spec: Spec, batches, steps: int) -> float:
         pll = PIXELS * torch.nn.functional.logsigmoid(free_energy(v0 + flip * (1 - 2 * v0)) - free_energy(v0)).mean()
         return reconstruction_error + pll
 
-    return timed(step, batches, steps, float, WARMUP)
+    return timed(step, batches, steps, float, warmup())
+
+
+# The framework's own loop on each backend (for information).
+PLAIN = {"tensorflow": worker_tensorflow, "jax": worker_jax, "torch": worker_torch}
+MODELS = list(SPECS)
+
+
+def has_reference(name: str) -> bool:
+    return SPECS[name].reference

@@ -1,10 +1,12 @@
 """DCGAN and WGAN-GP: kgen's phased core against hand-written GAN loops of the same networks.
 
-Run through ``python benchmarks/train_throughput.py --suite gan``. For every model,
-on every backend: kgen's model through ``model.fit`` (``kgen train``'s compile
-options on that backend) and a reference written the way that backend's own
-tutorials write a GAN. Both read the same tf.data pipeline (``harness.pipeline``,
-random images scaled to [-1, 1], batch 128).
+Run through ``python benchmarks/bench.py --suites gan``. For every model, on every
+backend: kgen's model through ``model.fit`` (``kgen train``'s compile options on that
+backend); the bar, the same networks as a Keras model with a hand-written train_step
+on that backend (``worker_keras``: ``benchmarks/reference.py``, a D phase repeated
+``d_steps`` times and a G phase, their losses below in keras.ops); and, for
+information, the loops of the frameworks' tutorials (``PLAIN``). All read the same
+tf.data pipeline (``harness.pipeline``, random images scaled to [-1, 1]).
 
 The networks are kgen's defaults for 28x28x1 (``kgen/nets/gan.py``), rebuilt from
 the framework's plain layers:
@@ -27,15 +29,21 @@ one generator step with fresh noise through D in training mode.
 One "sample" is one real image consumed: samples/s = batches/s x 128, whatever the
 number of D steps per batch.
 
-The references:
-  tensorflow  keras-io's pattern ("DCGAN to generate face images", "WGAN-GP overriding
-              Model.train_step"): a keras.Model subclass whose ``train_step`` takes the D
-              steps and then the G step with tf.GradientTape (the penalty through a nested
-              tape), each player its own optimizer, d_loss/g_loss trackers, trained with
-              ``fit()`` under the jit_compile and steps_per_execution kgen uses on TensorFlow,
-              so that the comparison is about the training step alone. (keras-io's DCGAN puts
-              real and fake images through D as one concatenated batch with noisy labels; here
-              they go separately, as in kgen, so batch norm sees the same batches.)
+The same-framework reference (``worker_keras``) is keras-io's pattern ("DCGAN to generate
+face images", "WGAN-GP overriding Model.train_step") on every backend: a keras.Model whose
+``train_step`` takes the D steps and then the G step (TensorFlow: a GradientTape each, the
+penalty through a nested tape; JAX: value_and_grad + stateless_apply, the penalty by jax.grad;
+torch: backward + optimizer.apply, the penalty by autograd.grad(create_graph=True)), each
+player its own optimizer, d/g loss trackers, trained with ``fit()`` under the jit_compile and
+steps_per_execution kgen uses on that backend, so that the comparison is about the training
+step alone. The fake batch of a D step is held fixed (stop_gradient), as a hand-written D step
+detaches it. (keras-io's DCGAN puts real and fake images through D as one concatenated batch
+with noisy labels; here they go separately, as in kgen, so batch norm sees the same batches.)
+The cross-backend reference (``worker_keras_io``, "keras-io's float32 loop") is that train_step on
+TensorFlow in float32 compiled as keras-io compiles it: Keras's defaults (one step per execution, no
+XLA on a CPU).
+
+The frameworks' own loops (``PLAIN``, for information):
   jax         keras.io's "Writing a training loop from scratch in JAX": the same plain-Keras
               networks as pure functions (``stateless_call``), ``jax.value_and_grad`` per
               player, the Keras optimizers' ``stateless_apply``, one ``jax.jit`` step per
@@ -60,6 +68,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import harness
+import reference
 from harness import pipeline, time_fit, timed
 
 WARMUP = 32  # batches before timing: one execution of kgen's 32 steps per execution (TF, JAX), compiles
@@ -92,6 +102,10 @@ SPECS = {
 }
 
 
+def warmup() -> int:
+    return harness.warmup(WARMUP)
+
+
 def images():
     """The harness pipeline of 128-image batches, scaled to [-1, 1] as kgen scales data for GANs."""
     return pipeline(symmetric=True)
@@ -100,7 +114,7 @@ def images():
 def check(name: str, steps: int, d_updates: int, g_updates: int, losses) -> None:
     """Fail the measurement unless each player's optimizer took exactly its steps (warm-up and timed
     batches, x d_steps for D) and the losses at the end (d_loss, g_loss) are finite."""
-    batches = WARMUP + steps
+    batches = warmup() + steps
     expected = (batches * SPECS[name].d_steps, batches)
     if (int(d_updates), int(g_updates)) != expected:
         raise RuntimeError(f"{name}: D/G took {int(d_updates)}/{int(g_updates)} steps, "
@@ -111,15 +125,11 @@ def check(name: str, steps: int, d_updates: int, g_updates: int, losses) -> None
 
 
 # -- kgen ------------------------------------------------------------------------------
-def worker_kgen(name: str, steps: int) -> float:
-    from kgen.models import get_model_class
-    from kgen.train import compile_options
-
-    model = get_model_class(name)((28, 28, CHANNELS), seed=0)  # the model's defaults: latent 100, width 64, ...
-    # what `kgen train` uses on this backend (the model's default learning rate and optimizers),
-    # with steps per execution dividing both fits' step counts
-    model.compile(**compile_options(steps=(WARMUP, steps)))
-    rate = time_fit(model, images(), steps, WARMUP)
+def worker_kgen(name: str, steps: int, jit=None) -> float:
+    # what `kgen train` builds on this backend: the model's defaults (latent 100, width 64, ...), its default
+    # learning rate and optimizers, steps per execution dividing both fits' step counts
+    model = harness.kgen_model(name, {}, None, jit, steps=(warmup(), steps), input_shape=(28, 28, CHANNELS))
+    rate = time_fit(model, images(), steps, warmup())
     optimizers, logs = model.phase_optimizers, {m.name: m.result() for m in model.metrics}
     check(name, steps, optimizers["discriminator"].iterations.numpy(), optimizers["generator"].iterations.numpy(),
           (logs["d_loss"], logs["g_loss"]))
@@ -191,69 +201,59 @@ def interpolates(real, fake, eps):
     return eps * real + (1.0 - eps) * fake
 
 
-# -- TensorFlow: keras-io's train_step + GradientTape, trained by fit() ---------------------------
-def worker_tensorflow(name: str, steps: int) -> float:
+# -- Keras: keras-io's train_step on this backend (the bar) -------------------------------------
+def keras_phases(spec: Spec) -> list:
+    """The D phase (``d_steps`` repeats, fresh noise each, the fake batch held fixed) and the G phase."""
     import keras
-    import tensorflow as tf
+    from keras import ops
 
-    from kgen.train import compile_options
+    def latent(model, batch):
+        return keras.random.normal((batch, LATENT), seed=model.seed_generator)
 
+    def d_loss(model, real):
+        batch = ops.shape(real)[0]
+        fake = ops.stop_gradient(model.net("generator", latent(model, batch)))
+        loss = d_objective(spec, model.net("discriminator", real), model.net("discriminator", fake))
+        if spec.gp_weight:
+            eps = keras.random.uniform((batch, 1, 1, 1), seed=model.seed_generator)
+            grads = reference.input_gradient(lambda x: ops.sum(model.net("discriminator", x)),
+                                             interpolates(real, fake, eps))
+            loss += spec.gp_weight * penalty_of(grads)
+        return loss
+
+    def g_loss(model, real):
+        return g_objective(spec, model.net("discriminator", model.net("generator", latent(model, ops.shape(real)[0]))))
+
+    return [reference.Phase("discriminator", ("discriminator",), d_loss, repeats=spec.d_steps),
+            reference.Phase("generator", ("generator",), g_loss)]
+
+
+def worker_keras(name: str, steps: int, jit=None) -> float:
     spec = SPECS[name]
 
-    class KerasIoGAN(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.generator, self.discriminator = keras_networks(spec)
-            self.seed_generator = keras.random.SeedGenerator(1337)
-            self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
-            self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+    def networks():
+        generator, discriminator = keras_networks(spec)
+        return {"generator": generator, "discriminator": discriminator}
 
-        def compile(self, d_optimizer, g_optimizer, **kwargs):
-            super().compile(**kwargs)
-            self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
+    def optimizers():
+        return {"discriminator": keras_optimizer(spec), "generator": keras_optimizer(spec)}
 
-        @property
-        def metrics(self):
-            return [self.d_loss_tracker, self.g_loss_tracker]
+    return reference.fit(networks, keras_phases(spec), optimizers, images(), steps, warmup(), jit)
 
-        def latent(self, batch):
-            return keras.random.normal((batch, LATENT), seed=self.seed_generator)
 
-        def gradient_penalty(self, real, fake):
-            eps = keras.random.uniform((tf.shape(real)[0], 1, 1, 1), seed=self.seed_generator)
-            x_hat = interpolates(real, fake, eps)
-            with tf.GradientTape() as gp_tape:  # nested inside the critic's tape: differentiated again
-                gp_tape.watch(x_hat)
-                scores = self.discriminator(x_hat, training=True)
-            return penalty_of(gp_tape.gradient(scores, x_hat))
+def worker_keras_io(name: str, steps: int) -> float:
+    """keras-io's float32 loop (the cross-backend reference): the same train_step on TensorFlow in float32,
+    compiled as keras-io's examples compile (Keras's defaults: one step per execution, no XLA on a CPU)."""
+    spec = SPECS[name]
 
-        def train_step(self, real):
-            batch = tf.shape(real)[0]
-            d_weights, g_weights = self.discriminator.trainable_weights, self.generator.trainable_weights
-            for _ in range(spec.d_steps):
-                z = self.latent(batch)
-                with tf.GradientTape() as tape:
-                    fake = self.generator(z, training=True)
-                    d_loss = d_objective(spec, self.discriminator(real, training=True),
-                                         self.discriminator(fake, training=True))
-                    if spec.gp_weight:
-                        d_loss += spec.gp_weight * self.gradient_penalty(real, fake)
-                self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_weights), d_weights))
-            z = self.latent(batch)
-            with tf.GradientTape() as tape:
-                g_loss = g_objective(spec, self.discriminator(self.generator(z, training=True), training=True))
-            self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_weights), g_weights))
-            self.d_loss_tracker.update_state(d_loss)
-            self.g_loss_tracker.update_state(g_loss)
-            return {m.name: m.result() for m in self.metrics}
+    def networks():
+        generator, discriminator = keras_networks(spec)
+        return {"generator": generator, "discriminator": discriminator}
 
-    model = KerasIoGAN()
-    # jit_compile and steps_per_execution exactly as kgen's worker gets them on TensorFlow
-    model.compile(keras_optimizer(spec), keras_optimizer(spec), **compile_options(steps=(WARMUP, steps)))
-    rate = time_fit(model, images(), steps, WARMUP)
-    check(name, steps, model.d_optimizer.iterations.numpy(), model.g_optimizer.iterations.numpy(),
-          (model.d_loss_tracker.result(), model.g_loss_tracker.result()))
-    return rate
+    def optimizers():
+        return {"discriminator": keras_optimizer(spec), "generator": keras_optimizer(spec)}
+
+    return reference.fit(networks, keras_phases(spec), optimizers, images(), steps, warmup(), keras_io=True)
 
 
 # -- JAX: stateless_call + value_and_grad + stateless_apply, one jitted step per batch ----------
@@ -315,7 +315,7 @@ def worker_jax(name: str, steps: int) -> float:
         return holder["losses"]
 
     batches = map(jnp.asarray, images().as_numpy_iterator())
-    rate = timed(step, batches, steps, lambda losses: losses.block_until_ready(), WARMUP)
+    rate = timed(step, batches, steps, lambda losses: losses.block_until_ready(), warmup())
     (_, _, g_opt), (_, _, d_opt), _ = holder["state"]
     # where the step count sits in an optimizer's state (by identity: == on Keras variables compares values)
     at = next(i for i, v in enumerate(g_optimizer.variables) if v is g_optimizer.iterations)
@@ -406,6 +406,15 @@ def worker_torch(name: str, steps: int) -> float:
 
     # NHWC batches of the shared pipeline as NCHW tensors (one channel: the same memory)
     batches = (torch.from_numpy(x).permute(0, 3, 1, 2) for x in images().as_numpy_iterator())
-    rate = timed(step, batches, steps, lambda losses: losses.tolist(), WARMUP)
+    rate = timed(step, batches, steps, lambda losses: losses.tolist(), warmup())
     check(name, steps, d_optimizer.state[d_params[0]]["step"], g_optimizer.state[g_params[0]]["step"], last["losses"])
     return rate
+
+
+# The frameworks' own loops (for information); TensorFlow's is the Keras reference itself.
+PLAIN = {"jax": worker_jax, "torch": worker_torch}
+MODELS = list(SPECS)
+
+
+def has_reference(name: str) -> bool:
+    return True

@@ -1,43 +1,38 @@
-"""Training throughput of kgen's conv VAE against hand-written references, in one run.
+"""Training throughput of kgen's conv VAE against hand-written references (the ``vae`` suite).
 
 Network: the keras-io "Variational AutoEncoder" (28x28x1, conv 32/64 stride 2,
-Dense 16, 2-D latent, transposed convs back), batch 128, binary cross-entropy
-summed over pixels + closed-form KL. Measured, interleaved round by round:
+Dense 16, 2-D latent, transposed convs back), binary cross-entropy summed over
+pixels + closed-form KL. Implementations (``benchmarks/bench.py`` measures them
+interleaved, round by round):
 
-  kgen-<backend>-jit / -nojit  kgen's VAE through `model.fit` (the phased core)
-  ref-keras-io                 keras-io's VAE as published: train_step with tf.GradientTape, fit()
-  ref-tf-tape-loop             the same network as a bare tf.function + GradientTape loop
-  ref-jax                      the same network in plain JAX (lax convolutions, jitted step)
-  ref-pytorch                  the same network in plain PyTorch (nn.Module + torch.optim.Adam)
+  kgen       kgen's VAE through ``model.fit`` (the phased core), built as ``kgen train`` builds it
+  keras      the same networks as a Keras model with a hand-written train_step on the same backend
+             (``benchmarks/reference.py``: GradientTape on TensorFlow, value_and_grad + stateless_apply
+             on JAX, backward + optimizer.apply on torch): the bar, kgen / keras >= 1.0
+  keras-io   keras-io's VAE as published (TensorFlow, float32, default compile): the cross-backend reference
+  plain      the framework's own loop, for information: a bare tf.function + GradientTape loop
+             (tensorflow), plain JAX with lax convolutions (jax), plain PyTorch (torch)
 
-Each kgen configuration is compared with its own backend's reference
-(tensorflow: ref-keras-io, jax: ref-jax, torch: ref-pytorch) and with keras-io.
-
-Each measurement runs in a fresh process (one Keras backend per process); the
-timed window excludes start-up and compilation. Also measures numpy sgemm in the
-same run as the machine's ceiling and reports achieved GFLOP/s as a fraction.
-
-    python benchmarks/train_throughput.py [--rounds 2] [--steps 60] [--json out.json]
-    python benchmarks/train_throughput.py --suite ae-family --steps 320   (benchmarks/ae_family.py; a multiple
-        of 32 keeps kgen's default of 32 steps per execution)
-    python benchmarks/train_throughput.py --suite gan [--steps 64] [--only dcgan wgan_gp]   (benchmarks/gan.py:
-        DCGAN and WGAN-GP; --steps a multiple of 32 as above, after a 32-step warm-up; slow on a small CPU)
-    python benchmarks/train_throughput.py --suite aae [--steps 128] [--only aae aae_semi_supervised]
-        (benchmarks/aae.py: the unsupervised and the semi-supervised adversarial autoencoder)
+This file keeps the old entry point: ``python benchmarks/train_throughput.py`` is ``benchmarks/bench.py``
+(``--suite vae`` by default; ``--suite ae-family|gan|aae`` for the other suites).
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
-import os
-import sys
-import time
 
+import harness
 import numpy as np
+import reference
+from harness import data, jax_adam_trainer, pipeline, run_stateful, time_fit, timed
 
-from harness import BATCH, WARMUP, data, jax_adam_trainer, measure, pipeline, run_stateful, time_fit, timed
+MODELS = ["vae_conv"]
+WARMUP = 5
+LEARNING_RATE = 1e-3
+
+
+def warmup() -> int:
+    return harness.warmup(WARMUP)
 
 
 def train_flops_per_sample() -> float:
@@ -54,27 +49,15 @@ def train_flops_per_sample() -> float:
     return 2.0 * macs * 3.0
 
 
-def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
-    a = np.random.rand(n, n).astype(np.float32)
-    b = np.random.rand(n, n).astype(np.float32)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
-
-
 # -- workers (one per process) ------------------------------------------------------
-def worker_kgen(steps: int, jit: bool) -> float:
-    from kgen.models import VAE
-    from kgen.train import compile_options
+def worker_kgen(name: str, steps: int, jit=None) -> float:
+    import keras
 
-    model = VAE((28, 28, 1), seed=0, arch="conv", latent_dim=2, hidden=16)
-    # as `kgen train --jit/--no-jit`; steps per execution a divisor of the fits' step counts, as kgen train picks
-    model.compile(learning_rate=1e-3, **compile_options(jit, steps=(WARMUP, steps)))
-    return time_fit(model, pipeline(), steps, WARMUP)
+    if keras.backend.backend() == "jax" and jit is False:
+        steps = max(steps // 6, 5)  # eager JAX is slow: fewer steps
+    model = harness.kgen_model("vae", {"arch": "conv", "latent_dim": 2, "hidden": 16}, LEARNING_RATE, jit,
+                               steps=(warmup(), steps))
+    return time_fit(model, pipeline(), steps, warmup())
 
 
 def _keras_io_networks(sigmoid_output: bool):
@@ -95,9 +78,37 @@ def _keras_io_networks(sigmoid_output: bool):
     return encoder, keras.Model(z_in, out)
 
 
-def worker_keras_io(steps: int) -> float:
+def vae_loss(model, x):
+    """keras-io's VAE loss (sigmoid decoder output, keras binary_crossentropy summed over pixels, KL),
+    in keras.ops: the phase of the same-framework references on every backend."""
+    import keras
+    from keras import ops
+
+    z_mean, z_log_var = model.net("encoder", x)
+    eps = keras.random.normal(ops.shape(z_mean), seed=model.seed_generator)
+    reconstruction = model.net("decoder", z_mean + ops.exp(0.5 * z_log_var) * eps)
+    rec = ops.mean(ops.sum(keras.losses.binary_crossentropy(x, reconstruction), axis=(1, 2)))
+    kl = ops.mean(ops.sum(-0.5 * (1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var)), axis=1))
+    return rec + kl
+
+
+def worker_keras(name: str, steps: int, jit=None) -> float:
+    """keras-io's networks and loss as a Keras model with a hand-written train_step on this backend."""
+    import keras
+
+    def networks():
+        encoder, decoder = _keras_io_networks(sigmoid_output=True)
+        return {"encoder": encoder, "decoder": decoder}
+
+    phases = [reference.Phase("vae", ("encoder", "decoder"), vae_loss)]
+    return reference.fit(networks, phases, lambda: {"vae": keras.optimizers.Adam(LEARNING_RATE)}, pipeline(),
+                         steps, warmup(), jit)
+
+
+def worker_keras_io(name: str, steps: int) -> float:
     """keras-io's VAE as published: a keras.Model whose train_step uses tf.GradientTape,
-    sigmoid decoder output + keras binary_crossentropy, loss trackers, trained by fit()."""
+    sigmoid decoder output + keras binary_crossentropy, loss trackers, trained by fit()
+    with Keras's default compile options; always float32."""
     import keras
     import tensorflow as tf
     from keras import ops
@@ -127,12 +138,13 @@ def worker_keras_io(steps: int) -> float:
                 tracker.update_state(value)
             return {t.name: t.result() for t in self.trackers}
 
-    model = KerasIoVAE()
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    return time_fit(model, pipeline(), steps)
+    with harness.dtype_policy("float32"):
+        model = KerasIoVAE()
+        model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE))
+    return time_fit(model, pipeline(), steps, warmup())
 
 
-def worker_tape_loop(steps: int) -> float:
+def worker_tape_loop(name: str, steps: int) -> float:
     """The same network as a bare tf.function + GradientTape loop: no fit(), no metrics,
     fused sigmoid cross-entropy from logits (a stricter reference than keras-io)."""
     import keras
@@ -154,10 +166,10 @@ def worker_tape_loop(steps: int) -> float:
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
 
-    return timed(step, iter(pipeline()), steps, float)
+    return timed(step, iter(pipeline()), steps, float, warmup())
 
 
-def worker_pytorch(steps: int) -> float:
+def worker_pytorch(name: str, steps: int) -> float:
     import torch
     from torch import nn
 
@@ -188,11 +200,12 @@ def worker_pytorch(steps: int) -> float:
         optimizer.step()
         return loss
 
-    batches = itertools.cycle([x_all[i : i + BATCH] for i in range(0, len(x_all), BATCH)])
-    return timed(step, batches, steps, float)
+    batch = harness.batch_size()
+    batches = itertools.cycle([x_all[i : i + batch] for i in range(0, len(x_all), batch)])
+    return timed(step, batches, steps, float, warmup())
 
 
-def worker_jax(steps: int) -> float:
+def worker_jax(name: str, steps: int) -> float:
     """The same network in plain JAX: lax convolutions, a hand-written Adam, one jitted step."""
     import jax
     import jax.numpy as jnp
@@ -224,164 +237,23 @@ def worker_jax(steps: int) -> float:
         return jnp.mean(jnp.sum(bce, axis=(1, 2, 3))) + jnp.mean(kl)
 
     step, state = jax_adam_trainer(loss_fn, params)
-    batches = itertools.cycle([jnp.asarray(b) for b in np.split(data(), len(data()) // BATCH)])
-    return run_stateful(step, state, batches, steps)
+    images = data()
+    batches = itertools.cycle([jnp.asarray(b) for b in np.split(images, len(images) // harness.batch_size())])
+    return run_stateful(step, state, batches, steps, warmup())
 
 
-CONFIGS = {
-    "kgen-tensorflow-nojit": ("tensorflow", "kgen", False),
-    "kgen-tensorflow-jit": ("tensorflow", "kgen", True),
-    "kgen-jax-jit": ("jax", "kgen", True),
-    "kgen-jax-nojit": ("jax", "kgen", False),
-    "kgen-torch-nojit": ("torch", "kgen", False),
-    "kgen-torch-jit": ("torch", "kgen", True),
-    "ref-keras-io": ("tensorflow", "keras-io", None),
-    "ref-tf-tape-loop": ("tensorflow", "tape", None),
-    "ref-jax": ("jax", "jax", None),
-    "ref-pytorch": ("torch", "pytorch", None),
-}
-
-# The hand-written loop each backend's kgen step is judged against (the target is >= 1.0x).
-SAME_BACKEND_REFERENCE = {"tensorflow": "ref-keras-io", "jax": "ref-jax", "torch": "ref-pytorch"}
+# The framework's own loop on each backend (for information).
+PLAIN = {"tensorflow": worker_tape_loop, "jax": worker_jax, "torch": worker_pytorch}
 
 
-def measure_vae(name: str, steps: int) -> float:
-    backend, kind, jit = CONFIGS[name]
-    return measure(backend, "train_throughput", kind, steps, jit)
+def has_reference(name: str) -> bool:
+    return True
 
 
-def run_worker(kind: str, steps: int, jit):
-    if kind == "kgen":
-        eager_jax = os.environ["KERAS_BACKEND"] == "jax" and jit is False
-        return worker_kgen(max(steps // 6, 5) if eager_jax else steps, jit)  # eager JAX is slow: fewer steps
-    workers = {"keras-io": worker_keras_io, "tape": worker_tape_loop, "jax": worker_jax, "pytorch": worker_pytorch}
-    return workers[kind](steps)
+def main(argv=None) -> None:
+    import bench
 
-
-def vae_suite(args) -> dict:
-    only = args.only or list(CONFIGS)
-    results: dict[str, list[float]] = {name: [] for name in only}
-    gemm = []
-    for round_ in range(args.rounds):
-        gemm.append(sgemm_gflops())
-        for name in only:  # interleaved: every config once per round
-            results[name].append(measure_vae(name, args.steps))
-            print(f"round {round_ + 1}: {name:24s} {results[name][-1]:8.0f} samples/s", file=sys.stderr)
-
-    ceiling = max(gemm)
-    flops = train_flops_per_sample()
-    best = {name: max(values) for name, values in results.items()}
-    print(f"\nconv VAE (keras-io), batch {BATCH}, {flops / 1e6:.1f} MFLOP per training sample; "
-          f"numpy sgemm ceiling {ceiling:.0f} GFLOP/s; best of {args.rounds} interleaved rounds\n")
-    print(f"| {'config':24s} | samples/s | GFLOP/s | % of sgemm | vs same-backend reference | vs ref-keras-io |")
-    print("|---|---|---|---|---|---|")
-    for name, value in best.items():
-        gflops = value * flops / 1e9
-        own = SAME_BACKEND_REFERENCE[CONFIGS[name][0]]
-        vs_own = f"{value / best[own]:.2f}x ({own})" if own in best else "-"
-        vs_keras_io = f"{value / best['ref-keras-io']:.2f}x" if "ref-keras-io" in best else "-"
-        print(f"| {name:24s} | {value:9.0f} | {gflops:7.1f} | {100 * gflops / ceiling:9.1f}% | {vs_own} | {vs_keras_io} |")
-    return {"samples_per_s": results, "sgemm_gflops": gemm, "mflop_per_sample": flops / 1e6}
-
-
-def kgen_vs_reference(module: str, models: list, backends: list, args, has_reference=lambda model: True) -> dict:
-    """``module``'s kgen and reference workers for every model and backend, interleaved round by round:
-    {"model/backend/kgen" or ".../reference": [samples/s per round]}."""
-    runs = [(model, backend, impl) for model in models for backend in backends
-            for impl in (("kgen", "reference") if has_reference(model) else ("kgen",))]
-    results: dict[str, list[float]] = {"/".join(run): [] for run in runs}
-    for round_ in range(args.rounds):
-        for model, backend, impl in runs:  # interleaved: every config once per round
-            key = "/".join((model, backend, impl))
-            results[key].append(measure(backend, module, impl, model, args.steps))
-            print(f"round {round_ + 1}: {key:48s} {results[key][-1]:9.0f} samples/s", file=sys.stderr)
-    return results
-
-
-def ratio_table(models: list, backends: list, best: dict) -> None:
-    """| model | per backend: kgen | reference | kgen / reference |, from the best samples/s of each run."""
-    print("| model | " + " | ".join(f"{b} kgen | {b} reference | {b} ratio" for b in backends) + " |")
-    print("|---|" + "---|---|---|" * len(backends))
-    for model in models:
-        cells = []
-        for backend in backends:
-            kgen, ref = best.get(f"{model}/{backend}/kgen"), best.get(f"{model}/{backend}/reference")
-            cells += [f"{kgen:.0f}", f"{ref:.0f}" if ref else "-", f"{kgen / ref:.2f}x" if ref else "-"]
-        print(f"| {model} | " + " | ".join(cells) + " |")
-
-
-def ae_family_suite(args) -> dict:
-    import ae_family
-
-    models = args.only or list(ae_family.SPECS)
-    backends = args.backends
-    results = kgen_vs_reference("ae_family", models, backends, args, lambda model: ae_family.SPECS[model].reference)
-    best = {key: max(values) for key, values in results.items()}
-    print(f"\nautoencoder family and RBM, batch {BATCH}, samples/s (best of {args.rounds} interleaved rounds); "
-          "kgen / hand-written reference of the same network on the same backend\n")
-    ratio_table(models, backends, best)
-    plain, closed = "shallow_ae (no penalty)", "contractive_ae closed-form"
-    if {plain, "contractive_ae"} <= set(models):
-        print("\ncontractive penalty, step time relative to the plain shallow AE (same 784-64-784 network):")
-        for backend in backends:
-            base = best[f"{plain}/{backend}/kgen"]
-            line = f"  {backend}: autodiff {base / best[f'contractive_ae/{backend}/kgen']:.2f}x"
-            if closed in models:
-                line += f", closed form {base / best[f'{closed}/{backend}/kgen']:.2f}x"
-            print(line)
-    return {"samples_per_s": results}
-
-
-def spec_suite(module_name: str, description: str, args) -> dict:
-    """kgen vs reference for the models of a benchmark module with a SPECS table (gan.py, aae.py)."""
-    import importlib
-
-    specs = importlib.import_module(module_name).SPECS
-    models = args.only or list(specs)
-    if set(models) - set(specs):
-        raise SystemExit(f"--only: the {module_name} suite runs {', '.join(specs)}")
-    results = kgen_vs_reference(module_name, models, args.backends, args)
-    best = {key: max(values) for key, values in results.items()}
-    print(f"\n{description}, best of {args.rounds} interleaved rounds; kgen / hand-written reference of the same "
-          "networks and steps on the same backend\n")
-    ratio_table(models, args.backends, best)
-    return {"samples_per_s": results}
-
-
-def gan_suite(args) -> dict:
-    return spec_suite("gan", f"DCGAN and WGAN-GP (28x28x1, latent 100, width 64), batch {BATCH}, samples/s = real "
-                      "images consumed per second (one generator step per batch, after 1 D step for dcgan, 5 critic "
-                      "steps for wgan_gp)", args)
-
-
-def aae_suite(args) -> dict:
-    return spec_suite("aae", f"adversarial autoencoders (dense 784-512-8 encoder and decoder, code discriminators "
-                      f"512-256-1), batch {BATCH}, samples/s = images per second (one step of each phase per batch: "
-                      "reconstruction, discriminator, generator, and classification for the semi-supervised model)",
-                      args)
-
-
-SUITES = {"vae": (vae_suite, 60), "ae-family": (ae_family_suite, 60), "gan": (gan_suite, 64),
-          "aae": (aae_suite, 128)}  # suite, default --steps
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", choices=tuple(SUITES), default="vae")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement "
-                        "(default: " + ", ".join(f"{name} {steps}" for name, (_, steps) in SUITES.items()) + ")")
-    parser.add_argument("--only", nargs="*", default=None, help="configs (vae) or models (ae-family, gan) to run")
-    parser.add_argument("--backends", nargs="*", default=["tensorflow", "jax", "torch"],
-                        choices=("tensorflow", "jax", "torch"), help="ae-family, gan: backends to run")
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args()
-    suite, default_steps = SUITES[args.suite]
-    args.steps = default_steps if args.steps is None else args.steps
-    result = suite(args)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    bench.main(argv, default_suites=["vae"])
 
 
 if __name__ == "__main__":
