@@ -116,21 +116,39 @@ def one_device_run(idx_folder, tmp_path_factory) -> Path:
     return run_dir
 
 
-def test_two_replicas_train_as_one_device_does(idx_folder, one_device_run, tmp_path):
-    result = kgen_train(2, base_args(idx_folder, tmp_path / "two", 3))
+@pytest.fixture(scope="module")
+def two_replica_run(idx_folder, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    run_dir = tmp_path_factory.mktemp("dist") / "two"
+    return run_dir, kgen_train(2, base_args(idx_folder, run_dir, 3))
+
+
+def test_two_replicas_train_as_one_device_does(one_device_run, two_replica_run):
+    run_dir, result = two_replica_run
     assert result.returncode == 0, result.stderr[-3000:]
     # torchrun's two processes share the output: process 0 alone prints the summary and the progress lines.
     assert result.stdout.count("run directory:") == 1 and result.stderr.count("[kgen] data:") == 1, result.stdout
-    config = json.loads((tmp_path / "two" / "config.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
     assert config["distribution"].split(":")[0] in ("jax-data-parallel", "tf-mirrored", "torch-ddp")
     final = "checkpoints/epoch-0003.weights.h5"
-    differences = relative_difference(checkpoint_arrays(tmp_path / "two" / final),
+    differences = relative_difference(checkpoint_arrays(run_dir / final),
                                       checkpoint_arrays(one_device_run / final))
     worst = max(differences, key=differences.get)
     assert differences[worst] < TOLERANCE, (worst, differences[worst])
-    histories = [json.loads((d / "metrics.json").read_text())["history"] for d in (tmp_path / "two", one_device_run)]
+    histories = [json.loads((d / "metrics.json").read_text())["history"] for d in (run_dir, one_device_run)]
     for two, one in zip(*histories):  # every epoch's training and validation means
         assert two == pytest.approx(one, rel=TOLERANCE)
+
+
+@pytest.mark.one_backend
+def test_a_data_parallel_run_exports_like_any_run(two_replica_run, tmp_path):
+    """Its model.keras is a plain model (written by process 0): `kgen export --check` serves it and the
+    check in a fresh process matches every signature with the Keras model."""
+    run_dir, result = two_replica_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    exported = invoke("export", run_dir, "--out", tmp_path / "saved_models", "--check")
+    assert exported.exit_code == 0, exported.output
+    assert list((tmp_path / "saved_models").glob("*/1/saved_model.pb"))
+    assert "reconstruct" in exported.output and "encode" in exported.output
 
 
 def test_a_killed_two_replica_run_resumes_on_one_device(idx_folder, one_device_run, tmp_path):

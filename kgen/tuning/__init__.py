@@ -34,7 +34,8 @@ _HOMES = {
     "kgen.tuning.search": ("KgenHyperModel", "SearchFailed", "TuneResult", "format_table", "make_settings", "tune"),
     "kgen.tuning.settings": ("TUNERS", "DistributedSearch", "TuneSettings", "check_settings", "distributed_search"),
     "kgen.tuning.spaces": ("ByArch", "Choice", "Fixed", "Range", "SpaceError", "declare", "default_space",
-                           "read_space_file", "search_space", "searchable_options", "spec_to_json"),
+                           "read_space_file", "search_space", "searchable_options"),
+    "kgen.space": ("spec_to_json",),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 

@@ -31,8 +31,8 @@ from kgen.tuning import distributed as kgen_distributed
 from kgen.tuning.objectives import (COMPUTED_OBJECTIVES, SearchData, check_objective, check_objective_name,
                                     default_objective, objective_direction)
 from kgen.tuning.settings import DistributedSearch, TuneSettings, check_settings, settings_file
-from kgen.tuning.spaces import (Spec, declare, parse_spec, read_space_file, search_space, searchable_options,
-                                spec_to_json)
+from kgen.space import spec_to_json
+from kgen.tuning.spaces import Spec, declare, parse_spec, read_space_file, search_space, searchable_options
 
 HYPERBAND_FACTOR = 3  # keep 1/3 of each Hyperband round for the next, 3x longer one (Li et al. 2018)
 BEST_GRIDS = 3  # default number of best trials whose sample grids are drawn after the search
