@@ -48,6 +48,21 @@ def kgen_train(replicas: int, args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT)
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants, found (pgrep -P) before any of them dies."""
+    found, queue = [], [pid]
+    while queue:
+        parent = queue.pop()
+        found.append(parent)
+        children = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()
+        queue.extend(int(child) for child in children)
+    for member in found:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def relative_difference(a: dict, b: dict) -> dict[str, float]:
     return {k: float(np.linalg.norm(a[k].astype(float) - b[k].astype(float)) /
                      max(np.linalg.norm(b[k].astype(float)), 1e-12))
@@ -166,7 +181,7 @@ def test_a_killed_two_replica_run_resumes_on_one_device(idx_folder, one_device_r
                 pass
             time.sleep(0.05)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)  # every process of the run
+        kill_tree(process.pid)  # every process of the run (torchrun's workers have process groups of their own)
         process.wait()
     completed = json.loads(latest.read_text())["epoch"]
     assert 1 <= completed < 3

@@ -47,6 +47,7 @@ def kl_decomposition(z, mean, log_var, dataset_size: int):
     drawn from q(z|x) = N(mean, exp(log_var)) of a batch of B examples out of ``dataset_size``, by
     minibatch-weighted sampling (eq. 5). The three add up to mean_i [log q(z_i|x_i) - log p(z_i)], the
     one-sample estimate of the KL term."""
+    z, mean, log_var = (ops.convert_to_tensor(t) for t in (z, mean, log_var))  # numpy arrays too
     batch = ops.cast(ops.shape(z)[0], z.dtype)
     log_posterior = ops.sum(gaussian_log_density(z, mean, log_var), axis=1)  # log q(z_i | x_i)
     log_prior = ops.sum(gaussian_log_density(z, 0.0, 0.0), axis=1)  # log p(z_i), p = N(0, I)
