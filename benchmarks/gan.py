@@ -228,8 +228,8 @@ def keras_phases(spec: Spec) -> list:
             reference.Phase("generator", ("generator",), g_loss)]
 
 
-def worker_keras(name: str, steps: int, jit=None) -> float:
-    spec = SPECS[name]
+def keras_builders(spec):
+    """The hand-written Keras step's networks and optimizers, as the builders reference.fit calls."""
 
     def networks():
         generator, discriminator = keras_networks(spec)
@@ -238,6 +238,12 @@ def worker_keras(name: str, steps: int, jit=None) -> float:
     def optimizers():
         return {"discriminator": keras_optimizer(spec), "generator": keras_optimizer(spec)}
 
+    return networks, optimizers
+
+
+def worker_keras(name: str, steps: int, jit=None) -> float:
+    spec = SPECS[name]
+    networks, optimizers = keras_builders(spec)
     return reference.fit(networks, keras_phases(spec), optimizers, images(), steps, warmup(), jit)
 
 
@@ -245,14 +251,7 @@ def worker_keras_io(name: str, steps: int) -> float:
     """keras-io's float32 loop (the cross-backend reference): the same train_step on TensorFlow in float32,
     compiled as keras-io's examples compile (Keras's defaults: one step per execution, no XLA on a CPU)."""
     spec = SPECS[name]
-
-    def networks():
-        generator, discriminator = keras_networks(spec)
-        return {"generator": generator, "discriminator": discriminator}
-
-    def optimizers():
-        return {"discriminator": keras_optimizer(spec), "generator": keras_optimizer(spec)}
-
+    networks, optimizers = keras_builders(spec)
     return reference.fit(networks, keras_phases(spec), optimizers, images(), steps, warmup(), keras_io=True)
 
 
