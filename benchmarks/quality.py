@@ -1,5 +1,6 @@
 """Model quality after a fixed training budget (long; not CI).
 
+    python benchmarks/quality.py --all ...   the reproduction table of every family (benchmarks/reproduction.py)
     python benchmarks/quality.py [gan] ...   GAN sample quality judged by a domain classifier
     python benchmarks/quality.py aae ...     adversarial autoencoders: the paper's error rates
 
@@ -152,7 +153,11 @@ def aae_quality(argv: list[str]) -> None:
 
 def main() -> None:
     argv = sys.argv[1:]
-    if argv and argv[0] == "aae":
+    if argv and argv[0] in ("--all", "all"):
+        import reproduction  # the reproduction table of every family (docs/reproduction.md)
+
+        reproduction.main(argv[1:])
+    elif argv and argv[0] == "aae":
         aae_quality(argv[1:])
     else:
         gan_quality(argv[1:] if argv and argv[0] == "gan" else argv)
