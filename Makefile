@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 BACKENDS := tensorflow jax torch
-DEMO_EPOCHS ?= 10
+DEMO_EPOCHS ?=
 
 .PHONY: setup demo test docs bench quality clean-venv
 
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 demo: setup
-	$(VENV)/bin/kgen train vae --dataset mnist --epochs $(DEMO_EPOCHS)
+	$(VENV)/bin/kgen train vae --dataset mnist $(if $(DEMO_EPOCHS),--epochs $(DEMO_EPOCHS))
 
 # The whole suite once per Keras backend; stops at the first backend that fails.
 # JAX keeps its compiled steps in a persistent cache (every size, every compile time): the suite's

@@ -54,7 +54,7 @@ class TrainConfig:
     model: str
     dataset: str = "mnist"
     data_dir: str | None = None
-    epochs: int = 10
+    epochs: int | None = None  # None: the model's default_steps batches, as epochs (kgen.train.default_epochs)
     batch_size: int = 128
     learning_rate: float | None = None  # None: the model's default_learning_rate
     steps_per_epoch: int | None = None
@@ -78,7 +78,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise ValueError with a user-facing message for impossible settings."""
         for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         for name in ("steps_per_epoch", "validation_steps", "steps_per_execution", "eval_every"):
             value = getattr(self, name)

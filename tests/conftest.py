@@ -140,3 +140,14 @@ def start_kgen(*args, env: dict | None = None, **kwargs) -> subprocess.Popen:
     """The real `kgen` console script, started and left running: the caller waits for it or kills it."""
     command, full_env = _kgen_command(args, env)
     return subprocess.Popen(command, text=True, env=full_env, **kwargs)
+
+
+# KGEN_TEST_TIMES=FILE appends "seconds<TAB>phase<TAB>test id" for every test's setup, call and teardown as
+# it ends (from every xdist worker), so the slow tests of a run that is cut short are still known.
+TIMES_FILE = os.environ.get("KGEN_TEST_TIMES")
+
+
+def pytest_runtest_logreport(report):
+    if TIMES_FILE and report.duration >= 0.5:
+        with open(TIMES_FILE, "a") as out:
+            out.write(f"{report.duration:.2f}\t{report.when}\t{report.nodeid}\n")

@@ -317,6 +317,29 @@ def test_evaluate_bad_split_and_missing_run(denoising_run, tmp_path):
     assert result.exit_code == 2 and "kgen: error:" in result.output
 
 
+def test_default_epochs_train_the_models_default_number_of_steps():
+    from kgen.train import FALLBACK_EPOCHS, default_epochs
+
+    # ceil(steps / batches per epoch): 4,500 digits at batch 128 are 36 batches, 60,000 images 469
+    assert default_epochs(3000, 36) == 84 and default_epochs(3000, 469) == 7
+    assert default_epochs(3000, 3000) == 1 and default_epochs(10, 100) == 1
+    assert default_epochs(3000, None) == FALLBACK_EPOCHS  # a pass of unknown length
+
+
+def test_a_run_without_epochs_trains_the_default_steps_and_records_them(idx_folder, tmp_path, monkeypatch, capsys):
+    from kgen.models import get_model_class
+
+    monkeypatch.setattr(get_model_class("ae"), "default_steps", 25)  # 160 images at batch 16: 10 per pass
+    config = TrainConfig("ae", dataset=str(idx_folder), batch_size=16, model_options={"hidden": 8, "latent_dim": 2})
+    assert config.epochs is None
+    run = train(config, run_dir=str(tmp_path / "auto"), verbose=0)
+    assert run.config()["epochs"] == 3  # ceil(25 / 10)
+    assert [h["epoch"] for h in run.metrics()["history"]] == [1, 2, 3]
+    assert "--epochs not given: 3 epoch(s) of 10 batches" in capsys.readouterr().err
+    resumed = train(None, resume=run.path, verbose=0)  # resuming keeps the run's own total
+    assert resumed.config()["epochs"] == 3
+
+
 def test_cosine_schedule_decays_from_the_rate_to_one_percent():
     from kgen.train import learning_rate
 

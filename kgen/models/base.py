@@ -60,6 +60,10 @@ class PhasedModel(PhasedTrainer):
     data_range: ClassVar[str] = "unit"
     # The rate `kgen train` uses when --learning-rate is not given (GANs want smaller ones).
     default_learning_rate: ClassVar[float] = 1e-3
+    # How long `kgen train` trains when --epochs is not given, in batches (optimizer steps of every
+    # phase): as many epochs as this takes on the data at hand (``kgen.train.default_epochs``), so a
+    # small dataset gets more passes than a large one and both a run long enough to learn.
+    default_steps: ClassVar[int] = 3000
 
     def __init__(self, input_shape: tuple[int, ...], seed: int | None = None, **kwargs):
         super().__init__(name=kwargs.pop("name", self.model_name))

@@ -20,6 +20,7 @@ from kgen.config import EVAL_SAMPLES, EXECUTION_FIELDS, RUN_FIELDS, TrainConfig
 from kgen.files import read_json, slug
 
 TUNERS = ("random", "hyperband", "bayesian")
+TRIAL_EPOCHS = 10  # each trial's epochs without --epochs (a search trains many models: short ones)
 DIRECTIONS = ("min", "max")
 
 
@@ -106,7 +107,8 @@ def check_settings(model: str | None, given: dict[str, Any], model_options: dict
         raise ValueError("name a model to tune (e.g. `kgen tune vae`); `kgen list` shows the models")
     get_spec(model)  # unknown model -> ValueError listing the names
     train = TrainConfig(model=model, model_options=dict(model_options),
-                        **{k: v for k, v in given.items() if k in TRAIN_FIELDS or k == "learning_rate"})
+                        **{"epochs": TRIAL_EPOCHS,
+                           **{k: v for k, v in given.items() if k in TRAIN_FIELDS or k == "learning_rate"}})
     settings = TuneSettings(train=train, **{k: v for k, v in given.items() if k in TUNE_FIELDS})
     settings.validate()  # parses the fixed model options
     tuner_dir = Path(tuner_dir) if tuner_dir is not None else default_tuner_dir(model, settings.train.dataset)
