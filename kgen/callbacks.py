@@ -13,12 +13,21 @@ from kgen.models import Ability, can
 from kgen.outputs import code_scatter, reconstructions
 from kgen.runs import Run
 
-# samples/ keeps the grids of every PNG_KEEP_EVERY-th epoch and of the last one.
+# samples/ keeps the grids of every PNG_KEEP_EVERY-th drawing and of the last one.
 PNG_KEEP_EVERY = 10
+# A run draws its grids about this many times at most (every epoch of a run up to this long): the
+# grids of a sampler can cost more than a short epoch (an RBM's 1,000 Gibbs steps per sample).
+GRIDS_PER_RUN = 30
+
+
+def grid_interval(epochs: int) -> int:
+    """Epochs between two drawings of the grids: 1 up to GRIDS_PER_RUN epochs, then ceil(epochs / GRIDS_PER_RUN)."""
+    return max(1, math.ceil(epochs / GRIDS_PER_RUN))
 
 
 class ImageGrids(keras.callbacks.Callback):
-    """Each epoch: the model's image grids, in TensorBoard (``<log_dir>/images``) and as PNG.
+    """Every ``every`` epochs and after the last: the model's image grids, in TensorBoard
+    (``<log_dir>/images``, step = completed epochs) and as PNG.
 
     - generators (``Ability.SAMPLE``): every grid of ``sampling.generator_grids`` (samples with a
       fixed seed so epochs compare, interpolations, style grids, code traversals);
@@ -33,9 +42,9 @@ class ImageGrids(keras.callbacks.Callback):
 
     def __init__(self, log_dir, samples_dir=None, inputs: np.ndarray | None = None, labels: np.ndarray | None = None,
                  n_samples: int = 64, seed: int = 1234, nan_guard: "NaNGuard | None" = None,
-                 keep_every: int = PNG_KEEP_EVERY, write: bool = True):
+                 keep_every: int = PNG_KEEP_EVERY, write: bool = True, every: int = 1):
         super().__init__()
-        self.nan_guard, self.keep_every, self.write = nan_guard, keep_every, write
+        self.nan_guard, self.keep_every, self.write, self.every = nan_guard, keep_every, write, every
         self.log_dir, self.samples_dir = str(log_dir), samples_dir
         self.inputs, self.labels, self.n_samples, self.seed = inputs, labels, n_samples, seed
         self._writer = None  # created lazily: callbacks get deep-copied (KerasTuner)
@@ -69,6 +78,9 @@ class ImageGrids(keras.callbacks.Callback):
 
         if self.nan_guard is not None and self.nan_guard.failed_at is not None:
             return
+        done = epoch + 1  # completed epochs
+        if done % self.every and done != (self.params or {}).get("epochs"):
+            return
         grids = self.grids(self.model)
         if not self.write:  # a process of a multi-host run that computes the grids with the others
             return
@@ -76,14 +88,15 @@ class ImageGrids(keras.callbacks.Callback):
             self._writer = tf.summary.create_file_writer(self.log_dir)
         with self._writer.as_default():
             for name, image in grids.items():
-                tf.summary.image(name, image[None], step=epoch + 1)  # step = completed epochs, as TensorBoard
+                tf.summary.image(name, image[None], step=done)  # step = completed epochs, as TensorBoard
         self._writer.flush()
         if self.samples_dir is not None:
             self.samples_dir.mkdir(exist_ok=True)
+            previous = (done - 1) // self.every * self.every  # the drawing before this one (0: none)
             for name, image in grids.items():
-                images.save_png(image, self.samples_dir / png_name(name, epoch + 1))
-                if epoch % self.keep_every:  # the previous epoch's grid (epoch = its number) is not kept
-                    (self.samples_dir / png_name(name, epoch)).unlink(missing_ok=True)
+                images.save_png(image, self.samples_dir / png_name(name, done))
+                if previous and previous % (self.keep_every * self.every):  # not one of the kept drawings
+                    (self.samples_dir / png_name(name, previous)).unlink(missing_ok=True)
 
 
 def png_name(grid: str, epoch: int) -> str:

@@ -262,7 +262,8 @@ def train(
         observers = [
             *sample_quality_callbacks(config, run, model, data),
             kgen_callbacks.ImageGrids(run.log_dir / "images", run.samples_dir, inputs=grid_inputs,
-                                      labels=grid_labels, nan_guard=nan_guard, write=chief),
+                                      labels=grid_labels, nan_guard=nan_guard, write=chief,
+                                      every=kgen_callbacks.grid_interval(config.epochs)),
         ] if chief or computes_everywhere else []
         # The order matters at an epoch's end: the sample-quality figures join the logs, the guard
         # checks logs and variables, then the checkpoint is written and the grids drawn.

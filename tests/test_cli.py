@@ -92,6 +92,25 @@ def test_samples_keep_every_tenth_epoch_and_the_last(tmp_path):
     assert kept == [f"reconstructions-epoch-{n:04d}.png" for n in (3, 6, 8)]
 
 
+@pytest.mark.one_backend
+def test_a_long_run_draws_its_grids_every_few_epochs_and_after_the_last(tmp_path):
+    from kgen.callbacks import GRIDS_PER_RUN, ImageGrids, grid_interval
+    from kgen.models import AE
+
+    assert grid_interval(1) == grid_interval(GRIDS_PER_RUN) == 1
+    assert grid_interval(GRIDS_PER_RUN + 1) == 2 and grid_interval(84) == 3  # 84 epochs: 28 drawings
+    model = AE((8, 8, 1), hidden=4, latent_dim=2)
+    grids = ImageGrids(tmp_path / "logs", tmp_path / "samples", inputs=np.zeros((4, 8, 8, 1), "float32"), keep_every=2,
+                       every=3)
+    grids.set_model(model)
+    grids.set_params({"epochs": 14})
+    for epoch in range(14):
+        grids.on_epoch_end(epoch)
+    assert event_steps(tmp_path / "logs", "reconstructions") == [3, 6, 9, 12, 14]  # completed epochs
+    kept = sorted(p.name for p in (tmp_path / "samples").iterdir())
+    assert kept == [f"reconstructions-epoch-{n:04d}.png" for n in (6, 12, 14)]  # every 2nd drawing and the last
+
+
 def test_sample_writes_a_grid_and_is_seeded(vae_run, tmp_path):
     for name in ("a.png", "b.png"):
         result = invoke("sample", vae_run, "--n", 9, "--out", tmp_path / name, "--seed", 7)

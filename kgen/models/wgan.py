@@ -60,6 +60,7 @@ class WGAN(GAN):
     search_space = {"latent_dim": GAN.search_space["latent_dim"], "width": GAN_WIDTH, "n_critic": Range(2, 6)}
     options = (*wgan_options(100), Option("clip", float, 0.01, "critic weights are clipped to [-clip, clip]", minimum=0.0))
     default_learning_rate = 5e-5
+    default_steps = 1000  # generator steps without --epochs, n_critic critic steps each
     discriminator_steps_option = "n_critic"
     metric_names = ("d_loss", "g_loss", "d_real", "d_fake", "wasserstein",
                     "discriminator_grad_norm", "generator_grad_norm")
