@@ -194,7 +194,6 @@ class ModelSpec:
     default_learning_rate: float = 1e-3
     family: str = "autoencoder"
     abilities: tuple[str, ...] = ()  # kgen.models.contract.Ability values: what the class may do
-    default_steps: int = 3000  # batches trained when --epochs is not given
 
     def parse_options(self, given: dict[str, Any]) -> dict[str, Any]:
         """The model's options from ``given`` (user-settable ones only: not data_range)."""
@@ -213,18 +212,18 @@ class ModelSpec:
     def of(cls, model_class) -> "ModelSpec":
         return cls(model_class.model_name, model_class.description, tuple(model_class.options),
                    tuple(model_class.rules), model_class.default_learning_rate, model_class.family,
-                   tuple(sorted(a.value for a in model_class.abilities)), model_class.default_steps)
+                   tuple(sorted(a.value for a in model_class.abilities)))
 
     def to_json(self) -> dict:
         return {"name": self.name, "description": self.description, "options": [o.to_json() for o in self.options],
                 "rules": [r.to_json() for r in self.rules], "default_learning_rate": self.default_learning_rate,
-                "family": self.family, "abilities": list(self.abilities), "default_steps": self.default_steps}
+                "family": self.family, "abilities": list(self.abilities)}
 
     @classmethod
     def from_json(cls, data: dict) -> "ModelSpec":
         return cls(data["name"], data["description"], tuple(Option.from_json(o) for o in data["options"]),
                    tuple(Rule.from_json(r) for r in data["rules"]), data["default_learning_rate"], data["family"],
-                   tuple(data["abilities"]), data["default_steps"])
+                   tuple(data["abilities"]))
 
 
 def source_digest() -> str:
