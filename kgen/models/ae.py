@@ -53,6 +53,8 @@ class AE(PhasedModel):
     # Models with a regularizer (sparse, denoising, contractive, the VAE's KL) may
     # have more code units than inputs; a plain AE could then learn the identity.
     regularized: ClassVar[bool] = False
+    # How the dense and shallow networks' weights start (kgen.nets.dense.INITS).
+    network_init: ClassVar[str] = "glorot"
 
     def __init__(self, input_shape: tuple[int, ...], **kwargs):
         super().__init__(input_shape, **kwargs)
@@ -66,8 +68,8 @@ class AE(PhasedModel):
         hp = self.hparams
         nets.check_arch(hp["arch"], self.data_shape)
         self.hidden = hp["hidden"] or (512 if hp["arch"] == "dense" else 16)
-        encoder = nets.encoder(hp["arch"], self.data_shape, self.encoder_outputs(), self.hidden)
-        decoder = nets.decoder(hp["arch"], self.decoder_inputs(), self.data_shape, self.hidden)
+        encoder = nets.encoder(hp["arch"], self.data_shape, self.encoder_outputs(), self.hidden, init=self.network_init)
+        decoder = nets.decoder(hp["arch"], self.decoder_inputs(), self.data_shape, self.hidden, init=self.network_init)
         return encoder, decoder
 
     def check_overcomplete(self) -> None:

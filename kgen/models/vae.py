@@ -40,6 +40,9 @@ class VAE(AE):
     )
     metric_names = ("loss", "reconstruction_loss", "kl_loss")
     regularized = True  # the KL term
+    # PyTorch's nn.Linear start (uniform +-1/sqrt(fan_in), biases too), not Keras's Glorot: about half a nat
+    # better after 50 epochs on the 4,500 bundled digits, chosen on a validation split (docs/reproduction.md).
+    network_init = "fan_in"
     encode_output_names = ("mean", "log_var")  # what encode() returns, by name (kgen export's outputs)
 
     def __init__(self, input_shape: tuple[int, ...], **kwargs):

@@ -16,19 +16,23 @@ from kgen.nets.dense import dense_decoder, dense_encoder, shallow_decoder, shall
 ARCHS = ("dense", "conv", "shallow")
 
 
-def encoder(arch: str, input_shape: tuple[int, ...], outputs: int, hidden: int, name: str = "encoder") -> keras.Model:
+def encoder(arch: str, input_shape: tuple[int, ...], outputs: int, hidden: int, name: str = "encoder",
+            init: str = "glorot") -> keras.Model:
+    """``init``: how the dense and shallow networks' Dense layers start (``kgen.nets.dense.INITS``); the
+    conv networks keep Keras's defaults."""
     if arch == "dense":
-        return dense_encoder(input_shape, outputs, hidden, name=name)
+        return dense_encoder(input_shape, outputs, hidden, name=name, init=init)
     if arch == "shallow":
-        return shallow_encoder(input_shape, outputs, name=name)
+        return shallow_encoder(input_shape, outputs, name=name, init=init)
     return conv_encoder(input_shape, outputs, hidden, name=name)
 
 
-def decoder(arch: str, latent_dim: int, output_shape: tuple[int, ...], hidden: int, name: str = "decoder") -> keras.Model:
+def decoder(arch: str, latent_dim: int, output_shape: tuple[int, ...], hidden: int, name: str = "decoder",
+            init: str = "glorot") -> keras.Model:
     if arch == "dense":
-        return dense_decoder(latent_dim, output_shape, hidden, name=name)
+        return dense_decoder(latent_dim, output_shape, hidden, name=name, init=init)
     if arch == "shallow":
-        return shallow_decoder(latent_dim, output_shape, name=name)
+        return shallow_decoder(latent_dim, output_shape, name=name, init=init)
     return conv_decoder(latent_dim, output_shape, hidden, name=name)
 
 
