@@ -61,7 +61,10 @@ bench: setup
 # the offline MNIST digits and Fashion-MNIST, beside the literature; hours on 2 cores. Results accumulate in
 # benchmarks/results/quality.json (QUALITY_ARGS="--only vae rbm --datasets mnist-4.5k" reruns some cells) and
 # the table in docs/reproduction.md is rewritten from it.
+# (The VAE-against-pythae comparison is its own script: `python benchmarks/vae_peer.py`, pythae from the
+# `quality` extra that this target installs.)
 quality: setup
+	$(PY) -m pip install -q -e ".[quality]"
 	$(PY) benchmarks/quality.py --all --docs docs/reproduction.md $(QUALITY_ARGS)
 
 clean-venv:
