@@ -36,17 +36,19 @@ import math
 import keras
 from keras import ops
 
+from kgen import nets
 from kgen.models import losses, priors
 from kgen.models.ae import AE
 from kgen.models import conditions
 from kgen.models.contract import Ability, register
 from kgen.space import AE_WIDTH, Choice, log_range
-from kgen.models.base import Option, Phase, Rule, batch_inputs
+from kgen.models.base import Option, Phase, Rule, batch_inputs, scaled_rate
 from kgen.nets import gan as gan_nets
 
 MODES = ("unsupervised", "supervised", "semi-supervised", "clustering")
 # Modes whose encoder has a categorical head y (and whose decoder takes y).
 CATEGORICAL_MODES = ("semi-supervised", "clustering")
+OPTIMIZERS = ("adam", "momentum")
 
 
 @register
@@ -75,6 +77,20 @@ class AAE(AE):
                "clustering: weight of log K - H(batch mean of q(y|x)) in the generator phase, which keeps every "
                "cluster in use (0: the paper's objective, which collapses to one or two clusters)", minimum=0.0),
         Option("conditional_prior", bool, False, "the label picks the prior's mixture component / swiss-roll segment"),
+        Option("depth", int, 1, "hidden layers of the dense encoder and decoder, each --hidden wide (the paper's "
+               "semi-supervised and clustering networks: 2 x 1000)", minimum=1),
+        Option("input_noise", float, 0.0, "std of the Gaussian noise added to the encoder's input in training steps "
+               "(every phase; never when encoding for evaluation); the paper's semi-supervised MNIST recipe: 0.3",
+               minimum=0.0),
+        Option("optimizer", str, "adam", "the phases' optimizers: adam (beta_1 0.5 in the adversarial game) or "
+               "momentum (SGD with momentum 0.9, the paper's)", choices=OPTIMIZERS),
+        Option("regularization_rate", float, 1.0, "learning rate of the adversarial phases (discriminator and "
+               "generator), as a multiple of --learning-rate (and of its --lr-schedule)", minimum=0.0, exclusive=True),
+        Option("classification_rate", float, 1.0, "semi-supervised: learning rate of the classification phase, as a "
+               "multiple of --learning-rate (and of its --lr-schedule)", minimum=0.0, exclusive=True),
+        Option("supervised_only", bool, False, "semi-supervised: train the classification phase alone (the encoder "
+               "and label head on the --labels examples, no unlabelled data): the supervised baseline of the same "
+               "network"),
         *(o for o in AE.options if o.name == "data_range"),
     )
     rules = (
@@ -84,6 +100,8 @@ class AAE(AE):
              require={"mode": ("unsupervised", "supervised")}),
         Rule({"prior": priors.PLANAR_PRIORS}, "--prior {prior} is a 2-D prior: use --latent-dim 2 (got {latent_dim})",
              require={"latent_dim": (None, 2)}),
+        Rule({"supervised_only": (True,)}, "--supervised-only is the baseline of --mode semi-supervised, not {mode}",
+             require={"mode": ("semi-supervised",)}),
     )
     regularized = True  # the adversarial term: overcomplete codes are allowed
     default_learning_rate = 1e-3
@@ -106,6 +124,14 @@ class AAE(AE):
             self.labelled_labels = self.add_weight(shape=(self.labelled_examples,), initializer="zeros",
                                                    dtype="int32", trainable=False, name="labelled_labels")
         self.built = True
+
+    def build_networks(self) -> tuple[keras.Model, keras.Model]:
+        """AE's networks, the dense ones --depth hidden layers deep."""
+        hp = self.hparams
+        nets.check_arch(hp["arch"], self.data_shape)
+        self.hidden = hp["hidden"] or (512 if hp["arch"] == "dense" else 16)
+        return (nets.encoder(hp["arch"], self.data_shape, self.encoder_outputs(), self.hidden, depth=hp["depth"]),
+                nets.decoder(hp["arch"], self.decoder_inputs(), self.data_shape, self.hidden, depth=hp["depth"]))
 
     def _discriminator(self, inputs: int, name: str) -> keras.Model:
         """An MLP from a code to one logit (the paper's discriminators are two-layer MLPs)."""
@@ -166,6 +192,8 @@ class AAE(AE):
 
     @property
     def metric_names(self) -> tuple[str, ...]:
+        if self.supervised_only:
+            return ("loss", "classification_loss", "accuracy")  # loss: the classification loss
         names = ("loss", "d_loss", "g_loss", "d_prior", "d_codes")
         if self.categories:
             names += ("d_prior_y", "d_codes_y")
@@ -179,6 +207,11 @@ class AAE(AE):
     def balances_clusters(self) -> bool:
         """Does the generator phase add the marginal term (``marginal_kl``)?"""
         return self.mode_is("clustering") and self.hparams["marginal_entropy"] > 0
+
+    @property
+    def supervised_only(self) -> bool:
+        """The supervised baseline: the classification phase alone (--supervised-only)."""
+        return bool(self.hparams["supervised_only"])
 
     def mode_is(self, mode: str) -> bool:
         return self.hparams["mode"] == mode
@@ -201,18 +234,36 @@ class AAE(AE):
         return self.latent_dim + (self.categories or (self.label_count if self.mode_is("supervised") else 0))
 
     def default_optimizers(self, learning_rate) -> dict[str, keras.optimizers.Optimizer]:
-        """Adam for each phase; beta_1 = 0.5 in the adversarial game (as for DCGAN)."""
-        optimizers = {"autoencoder": keras.optimizers.Adam(learning_rate),
-                      "discriminator": keras.optimizers.Adam(learning_rate, beta_1=0.5),
-                      "generator": keras.optimizers.Adam(learning_rate, beta_1=0.5)}
-        if self.mode_is("semi-supervised"):
-            optimizers["classifier"] = keras.optimizers.Adam(learning_rate)
-        return optimizers
+        """One optimizer per phase at --learning-rate (a float or the --lr-schedule), the adversarial
+        phases' scaled by --regularization-rate and the classification phase's by --classification-rate.
+
+        adam: beta_1 = 0.5 in the adversarial game (as for DCGAN). momentum: SGD with momentum 0.9 in
+        every phase, the paper's optimizer (Makhzani et al. 2016, Appendix: a rate per phase, the
+        regularization and classification phases' larger than the reconstruction phase's)."""
+        hp = self.hparams
+        rates = {"autoencoder": learning_rate,
+                 "discriminator": scaled_rate(learning_rate, hp["regularization_rate"]),
+                 "generator": scaled_rate(learning_rate, hp["regularization_rate"]),
+                 "classifier": scaled_rate(learning_rate, hp["classification_rate"])}
+        keys = dict.fromkeys(p.optimizer for p in self.phases)
+        if hp["optimizer"] == "momentum":
+            return {key: keras.optimizers.SGD(rates[key], momentum=0.9) for key in keys}
+        beta_1 = {"discriminator": 0.5, "generator": 0.5}
+        return {key: keras.optimizers.Adam(rates[key], beta_1=beta_1.get(key, 0.9)) for key in keys}
 
     # -- the maps ---------------------------------------------------------------------
+    def encoder_input(self, x, training: bool):
+        """What the encoder reads: x, plus N(0, --input-noise^2) noise in training steps (the paper's
+        semi-supervised recipe corrupts the encoder's input; the reconstruction target stays the clean x,
+        as in a denoising autoencoder). Evaluation and encoding for use (training=False) see x."""
+        sigma = self.hparams["input_noise"]
+        if not training or sigma <= 0:
+            return x
+        return x + sigma * keras.random.normal(ops.shape(x), dtype=x.dtype, seed=self.seed_generator)
+
     def encode_parts(self, x, training: bool = False):
         """(z, logits of y); the logits are None in the modes without a label head."""
-        h = self.encoder(x, training=training)
+        h = self.encoder(self.encoder_input(x, training), training=training)
         if not self.categories:
             return h, None
         return h[:, self.categories :], h[:, : self.categories]
@@ -390,7 +441,8 @@ class AAE(AE):
         x, labels = self.labelled_batch(data, training)
         logits = self.encode_parts(x, training)[1]
         loss = ops.mean(losses.categorical_nll(labels, logits))
-        return loss, {"classification_loss": loss, "accuracy": losses.accuracy(labels, logits)}
+        metrics = {"classification_loss": loss, "accuracy": losses.accuracy(labels, logits)}
+        return loss, ({"loss": loss, **metrics} if self.supervised_only else metrics)
 
     def set_labelled(self, images, labels) -> None:
         """Store the labelled subset the classification phase draws from."""
@@ -398,6 +450,10 @@ class AAE(AE):
         self.labelled_labels.assign(ops.convert_to_tensor(labels, "int32"))
 
     def training_phases(self) -> list[Phase]:
+        classification = Phase("classification", self.classification_loss, self.encoder.trainable_variables,
+                               "classifier")
+        if self.supervised_only:
+            return [classification]
         autoencoder = self.encoder.trainable_variables + self.decoder.trainable_variables
         phases = [
             Phase("reconstruction", self.reconstruction_loss, autoencoder, "autoencoder"),
@@ -405,6 +461,5 @@ class AAE(AE):
             Phase("generator", self.generator_loss, self.encoder.trainable_variables, "generator"),
         ]
         if self.mode_is("semi-supervised"):
-            phases.append(Phase("classification", self.classification_loss, self.encoder.trainable_variables,
-                                "classifier"))
+            phases.append(classification)
         return phases

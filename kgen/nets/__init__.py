@@ -16,17 +16,21 @@ from kgen.nets.dense import dense_decoder, dense_encoder, shallow_decoder, shall
 ARCHS = ("dense", "conv", "shallow")
 
 
-def encoder(arch: str, input_shape: tuple[int, ...], outputs: int, hidden: int, name: str = "encoder") -> keras.Model:
+def encoder(arch: str, input_shape: tuple[int, ...], outputs: int, hidden: int, name: str = "encoder",
+            depth: int = 1) -> keras.Model:
+    """``depth``: hidden layers of the dense encoder (the other archs have their own)."""
     if arch == "dense":
-        return dense_encoder(input_shape, outputs, hidden, name=name)
+        return dense_encoder(input_shape, outputs, hidden, name=name, depth=depth)
     if arch == "shallow":
         return shallow_encoder(input_shape, outputs, name=name)
     return conv_encoder(input_shape, outputs, hidden, name=name)
 
 
-def decoder(arch: str, latent_dim: int, output_shape: tuple[int, ...], hidden: int, name: str = "decoder") -> keras.Model:
+def decoder(arch: str, latent_dim: int, output_shape: tuple[int, ...], hidden: int, name: str = "decoder",
+            depth: int = 1) -> keras.Model:
+    """``depth``: hidden layers of the dense decoder (the other archs have their own)."""
     if arch == "dense":
-        return dense_decoder(latent_dim, output_shape, hidden, name=name)
+        return dense_decoder(latent_dim, output_shape, hidden, name=name, depth=depth)
     if arch == "shallow":
         return shallow_decoder(latent_dim, output_shape, name=name)
     return conv_decoder(latent_dim, output_shape, hidden, name=name)
