@@ -206,6 +206,21 @@ def test_phase_rates_scale_the_learning_rate_and_its_schedule():
                                                       "classifier": 0.9}
 
 
+def test_marginal_entropy_defaults_to_the_clustering_mode_and_can_balance_semi_supervised_classes():
+    assert small("clustering").marginal_weight == 5.0 and "marginal_kl" in small("clustering").metric_names
+    assert small("clustering", marginal_entropy=0.0).marginal_weight == 0.0
+    semi = small("semi-supervised")
+    assert semi.marginal_weight == 0.0 and "marginal_kl" not in semi.metric_names
+    balanced = small("semi-supervised", marginal_entropy=2.0)
+    assert balanced.balances_clusters and "marginal_kl" in balanced.metric_names
+    x, y = toy_images(8)
+    loss, logged = balanced.generator_loss((x, y), training=False)
+    balanced.hparams["marginal_entropy"] = 0.0  # the same weights, without the term
+    plain, plain_logged = balanced.generator_loss((x, y), training=False)
+    assert "marginal_kl" not in plain_logged
+    assert float(np_(loss)) == pytest.approx(float(np_(plain)) + 2.0 * float(np_(logged["marginal_kl"])), rel=1e-5)
+
+
 def test_supervised_only_trains_the_encoder_and_label_head_alone():
     x, y = toy_images(32)
     model = small("semi-supervised", labels="20", supervised_only=True)

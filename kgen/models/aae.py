@@ -73,9 +73,10 @@ class AAE(AE):
         Option("labels", str, "100", "semi-supervised: labelled training examples, balanced per class: N or 'all'",
                form="count_or_all"),
         Option("clusters", int, 16, "clustering: number of clusters (categories of y)", minimum=2),
-        Option("marginal_entropy", float, 5.0,
-               "clustering: weight of log K - H(batch mean of q(y|x)) in the generator phase, which keeps every "
-               "cluster in use (0: the paper's objective, which collapses to one or two clusters)", minimum=0.0),
+        Option("marginal_entropy", float, None,
+               "clustering and semi-supervised: weight of log K - H(batch mean of q(y|x)) in the generator phase, "
+               "which keeps every category in use (default: 5 clustering, where 0, the paper's objective, collapses "
+               "to one or two clusters; 0 semi-supervised)", minimum=0.0),
         Option("conditional_prior", bool, False, "the label picks the prior's mixture component / swiss-roll segment"),
         Option("depth", int, 1, "hidden layers of the dense encoder and decoder, each --hidden wide (the paper's "
                "semi-supervised and clustering networks: 2 x 1000)", minimum=1),
@@ -206,7 +207,13 @@ class AAE(AE):
     @property
     def balances_clusters(self) -> bool:
         """Does the generator phase add the marginal term (``marginal_kl``)?"""
-        return self.mode_is("clustering") and self.hparams["marginal_entropy"] > 0
+        return self.hparams["mode"] in CATEGORICAL_MODES and self.marginal_weight > 0
+
+    @property
+    def marginal_weight(self) -> float:
+        """--marginal-entropy, or its default for the mode (5 clustering, 0 semi-supervised)."""
+        weight = self.hparams["marginal_entropy"]
+        return weight if weight is not None else (5.0 if self.mode_is("clustering") else 0.0)
 
     @property
     def supervised_only(self) -> bool:
@@ -424,7 +431,7 @@ class AAE(AE):
         total, metrics = self.hparams["adversarial_weight"] * loss, {"g_loss": loss}
         if self.balances_clusters:
             kl = self.marginal_kl(logits)
-            total = total + self.hparams["marginal_entropy"] * kl
+            total = total + self.marginal_weight * kl
             metrics["marginal_kl"] = kl
         return total, metrics
 
