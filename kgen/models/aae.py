@@ -266,7 +266,8 @@ class AAE(AE):
         sigma = self.hparams["input_noise"]
         if not training or sigma <= 0:
             return x
-        return x + sigma * keras.random.normal(ops.shape(x), dtype=x.dtype, seed=self.seed_generator)
+        x = ops.convert_to_tensor(x)
+        return ops.add(x, sigma * keras.random.normal(ops.shape(x), dtype=x.dtype, seed=self.seed_generator))
 
     def encode_parts(self, x, training: bool = False):
         """(z, logits of y); the logits are None in the modes without a label head."""
