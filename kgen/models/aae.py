@@ -27,6 +27,13 @@ Modes (--mode):
   category is a cluster (section 6). By default the generator phase also pushes the batch's
   cluster frequencies to uniform (--marginal-entropy, see ``marginal_kl``): without it the
   encoder puts every image in one or two clusters. 0 gives the paper's objective.
+
+The paper's training recipe (its Appendix) is a set of options: --depth 2 (two hidden ReLU layers
+each way), --input-noise (Gaussian noise on the encoder's input in training steps only; the
+reconstruction target stays the clean x), --optimizer momentum (SGD, momentum 0.9) with a learning
+rate per phase (--regularization-rate, --classification-rate: multiples of --learning-rate and of
+its --lr-schedule). --supervised-only trains the classification phase alone: the same encoder and
+label head on the same labelled examples, the baseline the semi-supervised error is judged against.
 """
 
 from __future__ import annotations
