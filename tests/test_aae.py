@@ -8,6 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
 from conftest import digit_like_images, invoke, np_
 from kgen import data as kgen_data
@@ -147,6 +148,100 @@ def test_classification_phase_draws_only_the_labelled_subset():
                               "generator": keras.optimizers.Adam(0.0), "classifier": keras.optimizers.Adam(1e-2)})
     model.fit(x, y, batch_size=16, epochs=3, verbose=0)
     assert np.mean(np_(model.predict_proba(x)).argmax(axis=1) == 3) > 0.95
+
+
+# -- the paper's recipe: input noise, depth, optimizers, the supervised baseline ---------------------
+def test_input_noise_reaches_the_encoder_in_training_steps_only():
+    x = np.full((400, 28, 28, 1), 0.5, "float32")
+    noisy = small("semi-supervised", input_noise=0.3)
+    difference = np_(noisy.encoder_input(ops.convert_to_tensor(x), True)) - x
+    assert abs(difference.std() - 0.3) < 0.01 and abs(difference.mean()) < 0.01
+    np.testing.assert_array_equal(np_(noisy.encoder_input(x, False)), x)
+    # Evaluation and use (training=False) are deterministic; training passes are not.
+    np.testing.assert_array_equal(np_(noisy.predict_proba(x[:4])), np_(noisy.predict_proba(x[:4])))
+    assert not np.allclose(np_(noisy.encode_parts(x[:4], True)[1]), np_(noisy.encode_parts(x[:4], False)[1]))
+    # Without --input-noise a training pass sees x itself.
+    quiet = small("semi-supervised")
+    np.testing.assert_array_equal(np_(quiet.encoder_input(x, True)), x)
+
+
+def test_input_noise_corrupts_the_encoders_input_but_not_the_reconstruction_target():
+    x, y = toy_images(8)
+    model = small("semi-supervised", input_noise=0.5)
+    seen = []
+    model.reconstruction_nll = lambda target, logits: (seen.append(np_(target)), ops.sum(logits, axis=(1, 2, 3)))[1]
+    model.reconstruction_loss((x, y), training=True)
+    np.testing.assert_array_equal(seen[0], x)
+
+
+def test_depth_stacks_hidden_layers_in_the_dense_encoder_and_decoder():
+    model = small("semi-supervised", depth=2)
+    for net in (model.encoder, model.decoder):
+        widths = [layer.units for layer in net.layers if isinstance(layer, keras.layers.Dense)]
+        assert widths[:2] == [32, 32] and len(widths) == 3
+    assert model.encoder.output.shape[-1] == 10 + 8 and model.decoder.output.shape[1:] == (28, 28, 1)
+
+
+def test_phase_rates_scale_the_learning_rate_and_its_schedule():
+    from kgen.models.base import ScaledRate, scaled_rate
+
+    cosine = keras.optimizers.schedules.CosineDecay(0.01, 100, alpha=0.01)
+    scaled = scaled_rate(cosine, 10.0)
+    assert isinstance(scaled, ScaledRate) and scaled_rate(cosine, 1.0) is cosine
+    for step in (0, 50, 100):
+        assert float(np_(scaled(step))) == pytest.approx(10 * float(np_(cosine(step))), rel=1e-6)
+    assert float(np_(scaled(50))) == pytest.approx(0.1 * (0.01 + 0.99 * 0.5), rel=1e-5)  # halfway down the cosine
+    assert scaled_rate(0.01, 10.0) == pytest.approx(0.1)
+    again = ScaledRate.from_config(scaled.get_config())
+    assert float(np_(again(30))) == pytest.approx(float(np_(scaled(30))), rel=1e-6)
+
+    model = small("semi-supervised", optimizer="momentum", regularization_rate=10.0, classification_rate=5.0)
+    optimizers = model.default_optimizers(0.01)
+    assert set(optimizers) == {"autoencoder", "discriminator", "generator", "classifier"}
+    assert all(isinstance(o, keras.optimizers.SGD) and o.momentum == 0.9 for o in optimizers.values())
+    rates = {key: float(np_(o.learning_rate)) for key, o in optimizers.items()}
+    assert rates == pytest.approx({"autoencoder": 0.01, "discriminator": 0.1, "generator": 0.1, "classifier": 0.05})
+    adam = small("semi-supervised").default_optimizers(1e-3)
+    assert {k: o.beta_1 for k, o in adam.items()} == {"autoencoder": 0.9, "discriminator": 0.5, "generator": 0.5,
+                                                      "classifier": 0.9}
+
+
+def test_marginal_entropy_defaults_to_the_clustering_mode_and_can_balance_semi_supervised_classes():
+    assert small("clustering").marginal_weight == 5.0 and "marginal_kl" in small("clustering").metric_names
+    assert small("clustering", marginal_entropy=0.0).marginal_weight == 0.0
+    semi = small("semi-supervised")
+    assert semi.marginal_weight == 0.0 and "marginal_kl" not in semi.metric_names
+    balanced = small("semi-supervised", marginal_entropy=2.0)
+    assert balanced.balances_clusters and "marginal_kl" in balanced.metric_names
+    x, y = toy_images(8)
+    loss, logged = balanced.generator_loss((x, y), training=False)
+    balanced.hparams["marginal_entropy"] = 0.0  # the same weights, without the term
+    plain, plain_logged = balanced.generator_loss((x, y), training=False)
+    assert "marginal_kl" not in plain_logged
+    assert float(np_(loss)) == pytest.approx(float(np_(plain)) + 2.0 * float(np_(logged["marginal_kl"])), rel=1e-5)
+
+
+def test_supervised_only_trains_the_encoder_and_label_head_alone():
+    x, y = toy_images(32)
+    model = small("semi-supervised", labels="20", supervised_only=True)
+    assert [p.name for p in model.phases] == ["classification"]
+    model.compile()
+    model.set_labelled(x[:20], y[:20])
+    others = {name: _values(getattr(model, name).trainable_variables)
+              for name in ("decoder", "code_discriminator", "category_discriminator")}
+    encoder = _values(model.encoder.trainable_variables)
+    history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert set(history.history) == {"loss", "classification_loss", "accuracy"}
+    assert history.history["loss"] == history.history["classification_loss"]
+    assert set(model.phase_optimizers) == {"classifier"}
+    for name, before in others.items():
+        assert all(np.array_equal(b, a) for b, a in zip(before, _values(getattr(model, name).trainable_variables)))
+    assert any(not np.array_equal(b, a) for b, a in zip(encoder, _values(model.encoder.trainable_variables)))
+    # The same network as the semi-supervised AAE's classifier: the same encoder weights' shapes.
+    full = small("semi-supervised", labels="20")
+    assert [v.shape for v in full.encoder.weights] == [v.shape for v in model.encoder.weights]
+    with pytest.raises(ValueError, match="--supervised-only is the baseline of --mode semi-supervised"):
+        small("clustering", supervised_only=True)
 
 
 # -- sampling and the modes' maps ----------------------------------------------------------------

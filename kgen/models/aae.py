@@ -27,6 +27,13 @@ Modes (--mode):
   category is a cluster (section 6). By default the generator phase also pushes the batch's
   cluster frequencies to uniform (--marginal-entropy, see ``marginal_kl``): without it the
   encoder puts every image in one or two clusters. 0 gives the paper's objective.
+
+The paper's training recipe (its Appendix) is a set of options: --depth 2 (two hidden ReLU layers
+each way), --input-noise (Gaussian noise on the encoder's input in training steps only; the
+reconstruction target stays the clean x), --optimizer momentum (SGD, momentum 0.9) with a learning
+rate per phase (--regularization-rate, --classification-rate: multiples of --learning-rate and of
+its --lr-schedule). --supervised-only trains the classification phase alone: the same encoder and
+label head on the same labelled examples, the baseline the semi-supervised error is judged against.
 """
 
 from __future__ import annotations
@@ -41,12 +48,13 @@ from kgen.models.ae import AE
 from kgen.models import conditions
 from kgen.models.contract import Ability, register
 from kgen.space import AE_WIDTH, Choice, log_range
-from kgen.models.base import Option, Phase, Rule, batch_inputs
+from kgen.models.base import Option, Phase, Rule, batch_inputs, scaled_rate
 from kgen.nets import gan as gan_nets
 
 MODES = ("unsupervised", "supervised", "semi-supervised", "clustering")
 # Modes whose encoder has a categorical head y (and whose decoder takes y).
 CATEGORICAL_MODES = ("semi-supervised", "clustering")
+OPTIMIZERS = ("adam", "momentum")
 
 
 @register
@@ -71,10 +79,25 @@ class AAE(AE):
         Option("labels", str, "100", "semi-supervised: labelled training examples, balanced per class: N or 'all'",
                form="count_or_all"),
         Option("clusters", int, 16, "clustering: number of clusters (categories of y)", minimum=2),
-        Option("marginal_entropy", float, 5.0,
-               "clustering: weight of log K - H(batch mean of q(y|x)) in the generator phase, which keeps every "
-               "cluster in use (0: the paper's objective, which collapses to one or two clusters)", minimum=0.0),
+        Option("marginal_entropy", float, None,
+               "clustering and semi-supervised: weight of log K - H(batch mean of q(y|x)) in the generator phase, "
+               "which keeps every category in use (default: 5 clustering, where 0, the paper's objective, collapses "
+               "to one or two clusters; 0 semi-supervised)", minimum=0.0),
         Option("conditional_prior", bool, False, "the label picks the prior's mixture component / swiss-roll segment"),
+        Option("depth", int, 1, "hidden layers of the dense encoder and decoder, each --hidden wide (the paper's "
+               "semi-supervised and clustering networks: 2 x 1000)", minimum=1),
+        Option("input_noise", float, 0.0, "std of the Gaussian noise added to the encoder's input in training steps "
+               "(every phase; never when encoding for evaluation); the paper's semi-supervised MNIST recipe: 0.3",
+               minimum=0.0),
+        Option("optimizer", str, "adam", "the phases' optimizers: adam (beta_1 0.5 in the adversarial game) or "
+               "momentum (SGD with momentum 0.9, the paper's)", choices=OPTIMIZERS),
+        Option("regularization_rate", float, 1.0, "learning rate of the adversarial phases (discriminator and "
+               "generator), as a multiple of --learning-rate (and of its --lr-schedule)", minimum=0.0, exclusive=True),
+        Option("classification_rate", float, 1.0, "semi-supervised: learning rate of the classification phase, as a "
+               "multiple of --learning-rate (and of its --lr-schedule)", minimum=0.0, exclusive=True),
+        Option("supervised_only", bool, False, "semi-supervised: train the classification phase alone (the encoder "
+               "and label head on the --labels examples, no unlabelled data): the supervised baseline of the same "
+               "network"),
         *(o for o in AE.options if o.name == "data_range"),
     )
     rules = (
@@ -84,6 +107,8 @@ class AAE(AE):
              require={"mode": ("unsupervised", "supervised")}),
         Rule({"prior": priors.PLANAR_PRIORS}, "--prior {prior} is a 2-D prior: use --latent-dim 2 (got {latent_dim})",
              require={"latent_dim": (None, 2)}),
+        Rule({"supervised_only": (True,)}, "--supervised-only is the baseline of --mode semi-supervised, not {mode}",
+             require={"mode": ("semi-supervised",)}),
     )
     regularized = True  # the adversarial term: overcomplete codes are allowed
     default_learning_rate = 1e-3
@@ -166,6 +191,8 @@ class AAE(AE):
 
     @property
     def metric_names(self) -> tuple[str, ...]:
+        if self.supervised_only:
+            return ("loss", "classification_loss", "accuracy")  # loss: the classification loss
         names = ("loss", "d_loss", "g_loss", "d_prior", "d_codes")
         if self.categories:
             names += ("d_prior_y", "d_codes_y")
@@ -178,7 +205,18 @@ class AAE(AE):
     @property
     def balances_clusters(self) -> bool:
         """Does the generator phase add the marginal term (``marginal_kl``)?"""
-        return self.mode_is("clustering") and self.hparams["marginal_entropy"] > 0
+        return self.hparams["mode"] in CATEGORICAL_MODES and self.marginal_weight > 0
+
+    @property
+    def marginal_weight(self) -> float:
+        """--marginal-entropy, or its default for the mode (5 clustering, 0 semi-supervised)."""
+        weight = self.hparams["marginal_entropy"]
+        return weight if weight is not None else (5.0 if self.mode_is("clustering") else 0.0)
+
+    @property
+    def supervised_only(self) -> bool:
+        """The supervised baseline: the classification phase alone (--supervised-only)."""
+        return bool(self.hparams["supervised_only"])
 
     def mode_is(self, mode: str) -> bool:
         return self.hparams["mode"] == mode
@@ -201,18 +239,37 @@ class AAE(AE):
         return self.latent_dim + (self.categories or (self.label_count if self.mode_is("supervised") else 0))
 
     def default_optimizers(self, learning_rate) -> dict[str, keras.optimizers.Optimizer]:
-        """Adam for each phase; beta_1 = 0.5 in the adversarial game (as for DCGAN)."""
-        optimizers = {"autoencoder": keras.optimizers.Adam(learning_rate),
-                      "discriminator": keras.optimizers.Adam(learning_rate, beta_1=0.5),
-                      "generator": keras.optimizers.Adam(learning_rate, beta_1=0.5)}
-        if self.mode_is("semi-supervised"):
-            optimizers["classifier"] = keras.optimizers.Adam(learning_rate)
-        return optimizers
+        """One optimizer per phase at --learning-rate (a float or the --lr-schedule), the adversarial
+        phases' scaled by --regularization-rate and the classification phase's by --classification-rate.
+
+        adam: beta_1 = 0.5 in the adversarial game (as for DCGAN). momentum: SGD with momentum 0.9 in
+        every phase, the paper's optimizer (Makhzani et al. 2016, Appendix: a rate per phase, the
+        regularization and classification phases' larger than the reconstruction phase's)."""
+        hp = self.hparams
+        rates = {"autoencoder": learning_rate,
+                 "discriminator": scaled_rate(learning_rate, hp["regularization_rate"]),
+                 "generator": scaled_rate(learning_rate, hp["regularization_rate"]),
+                 "classifier": scaled_rate(learning_rate, hp["classification_rate"])}
+        keys = dict.fromkeys(p.optimizer for p in self.phases)
+        if hp["optimizer"] == "momentum":
+            return {key: keras.optimizers.SGD(rates[key], momentum=0.9) for key in keys}
+        beta_1 = {"discriminator": 0.5, "generator": 0.5}
+        return {key: keras.optimizers.Adam(rates[key], beta_1=beta_1.get(key, 0.9)) for key in keys}
 
     # -- the maps ---------------------------------------------------------------------
+    def encoder_input(self, x, training: bool):
+        """What the encoder reads: x, plus N(0, --input-noise^2) noise in training steps (the paper's
+        semi-supervised recipe corrupts the encoder's input; the reconstruction target stays the clean x,
+        as in a denoising autoencoder). Evaluation and encoding for use (training=False) see x."""
+        sigma = self.hparams["input_noise"]
+        if not training or sigma <= 0:
+            return x
+        x = ops.convert_to_tensor(x)
+        return ops.add(x, sigma * keras.random.normal(ops.shape(x), dtype=x.dtype, seed=self.seed_generator))
+
     def encode_parts(self, x, training: bool = False):
         """(z, logits of y); the logits are None in the modes without a label head."""
-        h = self.encoder(x, training=training)
+        h = self.encoder(self.encoder_input(x, training), training=training)
         if not self.categories:
             return h, None
         return h[:, self.categories :], h[:, : self.categories]
@@ -373,7 +430,7 @@ class AAE(AE):
         total, metrics = self.hparams["adversarial_weight"] * loss, {"g_loss": loss}
         if self.balances_clusters:
             kl = self.marginal_kl(logits)
-            total = total + self.hparams["marginal_entropy"] * kl
+            total = total + self.marginal_weight * kl
             metrics["marginal_kl"] = kl
         return total, metrics
 
@@ -390,7 +447,8 @@ class AAE(AE):
         x, labels = self.labelled_batch(data, training)
         logits = self.encode_parts(x, training)[1]
         loss = ops.mean(losses.categorical_nll(labels, logits))
-        return loss, {"classification_loss": loss, "accuracy": losses.accuracy(labels, logits)}
+        metrics = {"classification_loss": loss, "accuracy": losses.accuracy(labels, logits)}
+        return loss, ({"loss": loss, **metrics} if self.supervised_only else metrics)
 
     def set_labelled(self, images, labels) -> None:
         """Store the labelled subset the classification phase draws from."""
@@ -398,6 +456,10 @@ class AAE(AE):
         self.labelled_labels.assign(ops.convert_to_tensor(labels, "int32"))
 
     def training_phases(self) -> list[Phase]:
+        classification = Phase("classification", self.classification_loss, self.encoder.trainable_variables,
+                               "classifier")
+        if self.supervised_only:
+            return [classification]
         autoencoder = self.encoder.trainable_variables + self.decoder.trainable_variables
         phases = [
             Phase("reconstruction", self.reconstruction_loss, autoencoder, "autoencoder"),
@@ -405,6 +467,5 @@ class AAE(AE):
             Phase("generator", self.generator_loss, self.encoder.trainable_variables, "generator"),
         ]
         if self.mode_is("semi-supervised"):
-            phases.append(Phase("classification", self.classification_loss, self.encoder.trainable_variables,
-                                "classifier"))
+            phases.append(classification)
         return phases

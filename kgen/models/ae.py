@@ -68,8 +68,10 @@ class AE(PhasedModel):
         hp = self.hparams
         nets.check_arch(hp["arch"], self.data_shape)
         self.hidden = hp["hidden"] or (512 if hp["arch"] == "dense" else 16)
-        encoder = nets.encoder(hp["arch"], self.data_shape, self.encoder_outputs(), self.hidden, init=self.network_init)
-        decoder = nets.decoder(hp["arch"], self.decoder_inputs(), self.data_shape, self.hidden, init=self.network_init)
+        # --depth: hidden layers of the dense networks, for the models that have the option (the AAE).
+        shape = {"init": self.network_init, "depth": hp.get("depth", 1)}
+        encoder = nets.encoder(hp["arch"], self.data_shape, self.encoder_outputs(), self.hidden, **shape)
+        decoder = nets.decoder(hp["arch"], self.decoder_inputs(), self.data_shape, self.hidden, **shape)
         return encoder, decoder
 
     def check_overcomplete(self) -> None:

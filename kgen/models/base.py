@@ -18,11 +18,41 @@ from kgen.backend.precision import dtype_policy, needs_loss_scaling
 from kgen.catalog import Option, Rule, parse_options
 from kgen.models.contract import Ability
 
-__all__ = ["DATA_BOUNDS", "DATA_RANGES", "Option", "Phase", "PhasedModel", "Rule", "batch_inputs"]
+__all__ = ["DATA_BOUNDS", "DATA_RANGES", "Option", "Phase", "PhasedModel", "Rule", "ScaledRate", "batch_inputs",
+           "scaled_rate"]
 
 DATA_RANGES = ("unit", "symmetric", "real")
 # (low, high) of the bounded ranges; "real" data have no bounds.
 DATA_BOUNDS = {"unit": (0.0, 1.0), "symmetric": (-1.0, 1.0)}
+
+
+@keras.saving.register_keras_serializable(package="kgen")
+class ScaledRate(keras.optimizers.schedules.LearningRateSchedule):
+    """``factor`` times a learning-rate schedule: one phase's rate under the run's --lr-schedule."""
+
+    def __init__(self, schedule, factor: float):
+        self.schedule = schedule
+        self.factor = float(factor)
+
+    def __call__(self, step):
+        return self.factor * self.schedule(step)
+
+    def get_config(self) -> dict:
+        return {"schedule": keras.optimizers.schedules.serialize(self.schedule), "factor": self.factor}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ScaledRate":
+        return cls(keras.optimizers.schedules.deserialize(config["schedule"]), config["factor"])
+
+
+def scaled_rate(rate, factor: float):
+    """``factor`` x ``rate``, where ``rate`` is a float or a Keras learning-rate schedule (a phase's
+    rate relative to the run's --learning-rate and --lr-schedule)."""
+    if factor == 1:
+        return rate
+    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        return ScaledRate(rate, factor)
+    return rate * factor
 
 
 def batch_inputs(data):

@@ -17,20 +17,22 @@ ARCHS = ("dense", "conv", "shallow")
 
 
 def encoder(arch: str, input_shape: tuple[int, ...], outputs: int, hidden: int, name: str = "encoder",
-            init: str = "glorot") -> keras.Model:
+            init: str = "glorot", depth: int = 1) -> keras.Model:
     """``init``: how the dense and shallow networks' Dense layers start (``kgen.nets.dense.INITS``); the
-    conv networks keep Keras's defaults."""
+    conv networks keep Keras's defaults. ``depth``: hidden layers of the dense encoder (the other archs
+    have their own)."""
     if arch == "dense":
-        return dense_encoder(input_shape, outputs, hidden, name=name, init=init)
+        return dense_encoder(input_shape, outputs, hidden, name=name, init=init, depth=depth)
     if arch == "shallow":
         return shallow_encoder(input_shape, outputs, name=name, init=init)
     return conv_encoder(input_shape, outputs, hidden, name=name)
 
 
 def decoder(arch: str, latent_dim: int, output_shape: tuple[int, ...], hidden: int, name: str = "decoder",
-            init: str = "glorot") -> keras.Model:
+            init: str = "glorot", depth: int = 1) -> keras.Model:
+    """``depth``: hidden layers of the dense decoder (the other archs have their own)."""
     if arch == "dense":
-        return dense_decoder(latent_dim, output_shape, hidden, name=name, init=init)
+        return dense_decoder(latent_dim, output_shape, hidden, name=name, init=init, depth=depth)
     if arch == "shallow":
         return shallow_decoder(latent_dim, output_shape, name=name, init=init)
     return conv_decoder(latent_dim, output_shape, hidden, name=name)

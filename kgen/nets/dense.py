@@ -14,6 +14,7 @@ from kgen.nets.cast import float32_output
 INITS = ("glorot", "fan_in")
 
 
+
 def dense(units: int, fan_in: int, init: str = "glorot", activation=None) -> layers.Dense:
     """A Dense layer of ``units`` over ``fan_in`` inputs, its weights started as ``init`` says (INITS)."""
     if init == "glorot":
@@ -27,20 +28,24 @@ def dense(units: int, fan_in: int, init: str = "glorot", activation=None) -> lay
 
 
 def dense_encoder(input_shape: tuple[int, ...], outputs: int, hidden: int, name: str = "encoder",
-                  init: str = "glorot") -> keras.Model:
-    """x -> Flatten -> Dense(hidden, relu) -> Dense(outputs)."""
+                  init: str = "glorot", depth: int = 1) -> keras.Model:
+    """x -> Flatten -> depth x Dense(hidden, relu) -> Dense(outputs)."""
     x = keras.Input(shape=input_shape)
     h = layers.Flatten()(x)
-    h = dense(hidden, math.prod(input_shape), init, activation="relu")(h)
-    return keras.Model(x, float32_output(dense(outputs, hidden, init)(h)), name=name)
+    fan_in = math.prod(input_shape)
+    for _ in range(depth):
+        h, fan_in = dense(hidden, fan_in, init, activation="relu")(h), hidden
+    return keras.Model(x, float32_output(dense(outputs, fan_in, init)(h)), name=name)
 
 
 def dense_decoder(latent_dim: int, output_shape: tuple[int, ...], hidden: int, name: str = "decoder",
-                  init: str = "glorot") -> keras.Model:
-    """z -> Dense(hidden, relu) -> Dense(prod(shape)) -> Reshape(shape); linear output."""
+                  init: str = "glorot", depth: int = 1) -> keras.Model:
+    """z -> depth x Dense(hidden, relu) -> Dense(prod(shape)) -> Reshape(shape); linear output."""
     z = keras.Input(shape=(latent_dim,))
-    h = dense(hidden, latent_dim, init, activation="relu")(z)
-    h = dense(math.prod(output_shape), hidden, init)(h)
+    h, fan_in = z, latent_dim
+    for _ in range(depth):
+        h, fan_in = dense(hidden, fan_in, init, activation="relu")(h), hidden
+    h = dense(math.prod(output_shape), fan_in, init)(h)
     return keras.Model(z, float32_output(layers.Reshape(output_shape)(h)), name=name)
 
 
