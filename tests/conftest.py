@@ -151,12 +151,13 @@ def start_kgen(*args, env: dict | None = None, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(command, text=True, env=full_env, **kwargs)
 
 
-# KGEN_TEST_TIMES=FILE appends "seconds<TAB>phase<TAB>test id" for every test's setup, call and teardown as
-# it ends (from every xdist worker), so the slow tests of a run that is cut short are still known.
+# KGEN_TEST_TIMES=FILE appends "seconds<TAB>backend<TAB>phase<TAB>test id" for every test's setup, call and
+# teardown (0.5 s or more) as it ends, so the slow tests of a run that is cut short are still known. Written by
+# the process that runs pytest (pytest-xdist's workers forward their reports to it).
 TIMES_FILE = os.environ.get("KGEN_TEST_TIMES")
 
 
 def pytest_runtest_logreport(report):
-    if TIMES_FILE and report.duration >= 0.5:
+    if TIMES_FILE and report.duration >= 0.5 and "PYTEST_XDIST_WORKER" not in os.environ:
         with open(TIMES_FILE, "a") as out:
-            out.write(f"{report.duration:.2f}\t{report.when}\t{report.nodeid}\n")
+            out.write(f"{report.duration:.2f}\t{BACKEND}\t{report.when}\t{report.nodeid}\n")
