@@ -82,7 +82,7 @@ BAD_INPUT = {
                      "x holds NaN or infinite values"),
     "config holding a list": (lambda t: ["--config", config_file(t, [1, 2])], "must be a JSON object of settings"),
     "config with epochs 'two'": (lambda t: ["--config", config_file(t, {"model": "ae", "epochs": "two"})],
-                                 "'epochs' must be an integer, got 'two'"),
+                                 "'epochs' must be an integer or null, got 'two'"),
     "config with an unknown key": (lambda t: ["--config", config_file(t, {"model": "ae", "epoks": 3})],
                                    "unknown keys in --config"),
     "config that is not JSON": (lambda t: ["--config", config_file(t, "{epochs: 3")], "cannot read config"),
