@@ -380,8 +380,9 @@ def list_models() -> None:
             typer.echo(line)
         typer.echo("")
     defaults = TrainConfig(model="")
+    shown = {"epochs": "(the model's default steps: see docs/commands.md)"}
     typer.echo("training options (every model): " + ", ".join(
-        f"--{f.replace('_', '-')} {getattr(defaults, f)}" for f in RUN_FIELDS
+        f"--{f.replace('_', '-')} {shown.get(f, getattr(defaults, f))}" for f in RUN_FIELDS
         if f not in ("data_dir", "learning_rate", "coordinator", "num_processes", "process_id")
     ))
 
