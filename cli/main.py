@@ -22,6 +22,7 @@ import typer
 import kgen
 from kgen.catalog import ModelSpec, get_spec, specs
 from kgen.config import EXECUTION_FIELDS, RUN_FIELDS, TrainConfig
+from kgen.signals import Signals
 
 app = typer.Typer(
     name="kgen",
@@ -66,25 +67,15 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM while a command runs: ends it as Ctrl-C does (``signum`` names the signal)."""
-
-    def __init__(self, signum: int):
-        super().__init__()
-        self.signum = signum
-
-
 def run_guarded(fn, *args, interrupted: str = "resume with `kgen train --resume RUN`", **kwargs):
     """Call into the library; user-facing errors become one line and an exit code
     (``interrupted``: what the line for Ctrl-C says after "interrupted; ", unless the library's
     interruption says it). SIGTERM (a scheduler stopping the job, `kill`) is turned into the same
-    clean ending meanwhile; a command may install its own handler (kgen export does)."""
-    def terminated(signum, frame):
-        raise Terminated(signum)
-
-    previous = signal.signal(signal.SIGTERM, terminated)
+    clean ending meanwhile (``kgen.signals``; a signal Python lost is raised after the next batch);
+    a command may nest its own handling (kgen export does)."""
     try:
-        return fn(*args, **kwargs)
+        with Signals():
+            return fn(*args, **kwargs)
     except (UsageError, ValueError) as exc:  # DataError, RunError, ExportError are ValueErrors
         fail(str(exc), 2)
     except RuntimeError as exc:  # TrainingDiverged and other failures while running
@@ -93,8 +84,6 @@ def run_guarded(fn, *args, interrupted: str = "resume with `kgen train --resume 
         signum = getattr(exc, "signum", signal.SIGINT)
         by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
         fail(f"interrupted{by}; {str(exc) or interrupted}", 128 + signum)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def version_callback(value: bool) -> None:

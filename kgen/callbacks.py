@@ -1,4 +1,5 @@
-"""Training callbacks: image grids in TensorBoard (and PNG), checkpoints, NaN guard, the data's epoch."""
+"""Training callbacks: image grids in TensorBoard (and PNG), checkpoints, NaN guard, the data's epoch,
+signals that must end the run."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import keras
 import numpy as np
 
-from kgen import images, sampling
+from kgen import images, sampling, signals
 from kgen.metrics import classifier_outputs, sample_quality
 from kgen.models import Ability, can
 from kgen.outputs import code_scatter, reconstructions
@@ -122,6 +123,21 @@ class DataEpoch(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.variable.assign(epoch)
+
+
+class SignalCheck(keras.callbacks.Callback):
+    """After every batch: raise the SIGINT/SIGTERM an active ``kgen.signals.Signals`` received and
+    whose exception Python lost (a signal handled inside a finaliser or a gc callback), so the
+    run ends at this batch instead of training on (``kgen.signals``). No-op without a signal."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        signals.check()
+
+    def on_test_batch_end(self, batch, logs=None):
+        signals.check()
+
+    def on_epoch_end(self, epoch, logs=None):
+        signals.check()
 
 
 class SampleQuality(keras.callbacks.Callback):

@@ -129,9 +129,11 @@ def steps_in_epoch(config: TrainConfig, num_train: int | None, distribution: Dis
     return math.ceil(num_train / config.batch_size)
 
 
-def data_callbacks(batches: kgen_data.TrainingBatches) -> list[keras.callbacks.Callback]:
-    """What fit() needs besides the dataset to read each epoch's batches."""
-    return [] if batches.epoch is None else [kgen_callbacks.DataEpoch(batches.epoch)]
+def fit_callbacks(batches: kgen_data.TrainingBatches) -> list[keras.callbacks.Callback]:
+    """What every fit() over ``batches`` needs: the check that ends it on a signal Python lost
+    (``kgen.signals``), and the data's epoch, so each epoch reads its own batches."""
+    data_epoch = [] if batches.epoch is None else [kgen_callbacks.DataEpoch(batches.epoch)]
+    return [kgen_callbacks.SignalCheck(), *data_epoch]
 
 
 def say(message: str) -> None:
@@ -252,7 +254,7 @@ def train(
         if fresh:
             with distribution.scope():
                 pretraining = model.before_training(train_ds, config.learning_rate, train_batches.steps_per_epoch,
-                                                    verbose if chief else 0, callbacks=data_callbacks(train_batches))
+                                                    verbose if chief else 0, callbacks=fit_callbacks(train_batches))
             if pretraining and chief:
                 run.record(pretraining, "pretraining")
         writers = [
@@ -267,7 +269,7 @@ def train(
         ] if chief or computes_everywhere else []
         # The order matters at an epoch's end: the sample-quality figures join the logs, the guard
         # checks logs and variables, then the checkpoint is written and the grids drawn.
-        callbacks = [*data_callbacks(train_batches), *observers[:-1], nan_guard, *writers, *observers[-1:],
+        callbacks = [*fit_callbacks(train_batches), *observers[:-1], nan_guard, *writers, *observers[-1:],
                      *(extra_callbacks or [])]
         model.fit(
             train_ds,

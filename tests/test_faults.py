@@ -3,6 +3,7 @@ never a traceback, never lost or overwritten user data, a NaN never saved, an ex
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import random
@@ -22,6 +23,7 @@ from PIL import Image
 from conftest import BACKEND, digit_like_images, invoke, run_kgen
 from kgen.callbacks import nonfinite_variables
 from kgen.runs import Run, load_model
+from kgen.signals import Interrupted, Signals, check
 from kgen.train import TrainConfig, TrainingDiverged, train
 
 
@@ -377,6 +379,60 @@ def test_sigterm_ends_training_with_one_line_and_keeps_what_was_checkpointed(idx
         assert Run.open(run_dir).committed_epoch() >= 1 and f"--resume {run_dir}" in last
     else:
         assert when == "at start" and "nothing was kept" in last
+
+
+def lost_in_a_gc_callback(signum: int):
+    """A garbage-collector callback that raises ``signum`` once, the first time it runs while a
+    ``kgen.signals.Signals`` block handles that signal. The handler's exception then rises inside
+    the callback, and Python prints and drops it ("Exception ignored in"): what happened on CI when
+    SIGTERM arrived while JAX's gc callback ran."""
+    fired = []
+
+    def callback(phase, info):
+        handler = signal.getsignal(signum)
+        if not fired and isinstance(getattr(handler, "__self__", None), Signals):
+            fired.append(phase)
+            signal.raise_signal(signum)  # runs the handler now, inside this callback
+    return callback, fired
+
+
+@pytest.mark.one_backend
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped exception
+def test_a_signal_whose_exception_python_dropped_is_raised_at_the_next_check():
+    callback, fired = lost_in_a_gc_callback(signal.SIGTERM)
+    gc.callbacks.append(callback)
+    try:
+        with pytest.raises(Interrupted) as raised, Signals() as signals:
+            gc.collect()  # the callback raises the signal; gc drops its exception
+            assert fired and signals.received == signal.SIGTERM  # still running: the exception was lost
+            check()
+    finally:
+        gc.callbacks.remove(callback)
+    assert raised.value.signum == signal.SIGTERM
+    with pytest.raises(Interrupted), Signals():  # a block that ends normally raises what it received
+        callback, fired = lost_in_a_gc_callback(signal.SIGINT)
+        gc.callbacks.append(callback)
+        try:
+            gc.collect()
+        finally:
+            gc.callbacks.remove(callback)
+        assert fired
+    check()  # no block is active: nothing to raise
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_sigterm_lost_in_a_gc_callback_still_ends_training_after_the_batch(idx_folder, tmp_path):
+    callback, fired = lost_in_a_gc_callback(signal.SIGTERM)
+    gc.callbacks.append(callback)
+    try:
+        result = invoke("train", "ae", "--dataset", idx_folder, "--epochs", 500, "--steps-per-epoch", 2,
+                        "--batch-size", 16, "--hidden", 8, "--run-dir", tmp_path / "run")
+    finally:
+        gc.callbacks.remove(callback)
+    assert fired
+    assert one_line(result, 128 + signal.SIGTERM).startswith("kgen: error: interrupted by SIGTERM; ")
+    if (tmp_path / "run").exists():
+        assert Run.open(tmp_path / "run").committed_epoch() < 500
 
 
 # -- tuner state -----------------------------------------------------------------------------------

@@ -24,11 +24,11 @@ and a failure leaves no version folder. It is published with the modes a plain m
 under the umask (TF Serving often runs as another user). Whatever stops an export (a failure, a
 full disk, Ctrl-C, SIGTERM) leaves nothing of it behind: its child processes are killed and
 reaped, then its temporary folders, the model folders it created and its scratch folder are
-removed (``Signals``, ``run_child``, ``writing``); a child whose parent died without cleaning
+removed (``kgen.signals.Signals``, ``run_child``, ``writing``); a child whose parent died without cleaning
 up (SIGKILL) ends itself (``PARENT_WATCH``).
 
 The package: ``signatures`` (what a model gets, by its abilities), ``savedmodel`` (the TensorFlow
-side), ``processes`` (the TensorFlow child, signals, refused writes), ``check`` and ``checker`` (the
+side), ``processes`` (the TensorFlow child, children that end with their parent), ``check`` and ``checker`` (the
 fresh-process check), ``publish`` (versions, folders, the whole export). What the CLI prints is in
 ``cli/export_report.py``.
 """
@@ -36,10 +36,10 @@ fresh-process check), ``publish`` (versions, folders, the whole export). What th
 from kgen.export.check import compare
 from kgen.export.common import (CHECK_BATCHES, DEFAULT_OUT, FORBIDDEN_OPS, META_FILE, REQUESTS_DIR, TOLERANCE,
                                 WARMUP_FILE, ExportError, ExportFailed)
-from kgen.export.processes import Interrupted
 from kgen.export.publish import ExportResult, default_name, export, export_runs, list_exports, versions
 from kgen.export.savedmodel import check_ops, graph_ops, write_savedmodel
 from kgen.export.signatures import CAPABILITIES, Signature, signatures
+from kgen.signals import Interrupted
 
 __all__ = ["CAPABILITIES", "CHECK_BATCHES", "DEFAULT_OUT", "FORBIDDEN_OPS", "META_FILE", "REQUESTS_DIR", "TOLERANCE",
            "WARMUP_FILE", "ExportError", "ExportFailed", "ExportResult", "Interrupted", "Signature", "check_ops",

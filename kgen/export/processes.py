@@ -1,18 +1,13 @@
-"""The processes of an export and how it stops cleanly: the TensorFlow-backend child that writes
-SavedModels for runs trained on JAX or torch, signals (``Signals``), children that never outlive
-their parent (``run_child``, ``PARENT_WATCH``), and refused writes (``writing``)."""
+"""The processes of an export: the TensorFlow-backend child that writes SavedModels for runs trained
+on JAX or torch, and children that never outlive their parent (``run_child``, ``PARENT_WATCH``)."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
 
 import numpy as np
 
@@ -21,7 +16,6 @@ from kgen.export.common import SERVING_PRECISION, ExportError, ExportFailed
 from kgen.export.savedmodel import export_here
 from kgen.export.signatures import Signature, shapes_of, unflatten_inputs
 from kgen.runs import RunError, load_model
-
 
 # The TensorFlow subprocess's program. Not ``python -m kgen.export``: that runs this file as a second
 # module, ``__main__``, beside the ``kgen.export`` its imports load (two ExportError classes).
@@ -64,66 +58,6 @@ def child_main(argv: list[str]) -> int:
     return 0
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM (``signum``) during an export. A KeyboardInterrupt, so whatever cleans up
-    after Ctrl-C cleans up after SIGTERM too; the CLI exits with 128 + signum."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__()  # the CLI names the signal (signum)
-        self.signum = signum
-
-
-class Signals:
-    """While active: SIGINT and SIGTERM raise ``Interrupted`` in the main thread. SIGTERM's default
-    ends the process on the spot, running no ``finally``: the temporary folders, the scratch folder
-    and the child processes would be left behind. Only the first signal raises, so a second one
-    cannot cut short the cleanup the first set off; inside ``held()`` a signal waits for the end of
-    the block, so no folder is created or renamed without the bookkeeping that decides its removal.
-    Signals ignored on entry (SIGINT in a background job of a script) stay ignored; the previous
-    handlers come back on exit. Outside the main thread Python allows no handlers: nothing changes
-    there."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self.raised = False
-        self.holding = 0
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self) -> Signals:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                handler = signal.getsignal(signum)
-                if handler not in (signal.SIG_IGN, None):  # None: a handler set outside Python, left alone
-                    self.previous[signum] = handler
-                    signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-        self._raise_pending()  # a signal that came is never swallowed
-
-    def _handle(self, signum: int, frame) -> None:
-        if self.received is None:
-            self.received = signum
-            self._raise_pending()
-
-    def _raise_pending(self) -> None:
-        if self.received is not None and not self.raised and not self.holding:
-            self.raised = True
-            raise Interrupted(self.received)
-
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        """A block no signal interrupts; one that comes meanwhile is raised at its end."""
-        self.holding += 1
-        try:
-            yield
-        finally:
-            self.holding -= 1
-        self._raise_pending()
-
-
 # The first lines of every child's program: a thread that ends the child when its parent is gone.
 # The parent kills and reaps its children whenever it unwinds (``run_child``), but a parent that
 # dies without unwinding (SIGKILL, a crash) cannot, and the child would go on writing into a folder
@@ -144,7 +78,7 @@ _threading.Thread(target=_exit_with_parent, daemon=True).start()
 def run_child(program: str, args: list[str], env: dict[str, str], isolated: bool = False,
                cwd: Path | None = None) -> subprocess.CompletedProcess:
     """``python [-I] -c PROGRAM ARGS``, PARENT_WATCH first, its output captured. The child never
-    outlives the wait: whatever interrupts it (``Interrupted``, an error) kills and reaps the child
+    outlives the wait: whatever interrupts it (``kgen.signals.Interrupted``, an error) kills and reaps the child
     before it goes on, so the cleanup that follows never races a child still writing into the
     folders it removes. SIGKILL, because the child has nothing of its own to clean up."""
     command = [sys.executable, *(["-I"] if isolated else []), "-c", PARENT_WATCH + program, *args]

@@ -21,10 +21,11 @@ import kgen
 from kgen.export.check import compare, run_checker
 from kgen.export.common import (SERVING_PRECISION, CHECK_BATCHES, DEFAULT_OUT, META_FILE, NAME_PATTERN, NO_SERVING_API, REQUESTS_DIR,
                                 WARMUP_FILE, ExportError, ExportFailed, writing)
-from kgen.export.processes import Signals, tensorflow_process
+from kgen.export.processes import tensorflow_process
 from kgen.export.savedmodel import export_here
 from kgen.export.signatures import Signature, flatten_inputs, add_png, check_png, example_inputs, reference_outputs, signatures
 from kgen.runs import Run, load_model, slug
+from kgen.signals import Signals
 
 
 def versions(model_dir: Path) -> list[int]:

@@ -128,7 +128,7 @@ class PhasedModel(PhasedTrainer):
     def before_training(self, dataset, learning_rate: float, steps_per_epoch: int | None = None,
                         verbose: int | str = "auto", callbacks: list | None = None) -> dict[str, float]:
         """Training that precedes the phases on a fresh run (stacked_ae: greedy layer-wise pretraining);
-        ``callbacks``: what fit() needs to read ``dataset`` (kgen.train.data_callbacks).
+        ``callbacks``: what fit() needs to read ``dataset`` (kgen.train.fit_callbacks).
 
         Returns the figures to record in metrics.json under "pretraining"; none by default.
         """

@@ -25,7 +25,7 @@ from kgen.files import atomic_write, write_json
 from kgen.runs import RunError, classifier_for
 from kgen.backend.distribution import Distribution
 from kgen.backend.precision import resolve as resolve_precision
-from kgen.train import (TrainConfig, build_model, data_callbacks, grid_arrays, load_data, pipelines,
+from kgen.train import (TrainConfig, build_model, fit_callbacks, grid_arrays, load_data, pipelines,
                         setup_distribution, steps_in_epoch)
 from kgen.tuning import distributed as kgen_distributed
 from kgen.tuning.objectives import (COMPUTED_OBJECTIVES, SearchData, check_objective, check_objective_name,
@@ -129,13 +129,13 @@ class KgenHyperModel(keras_tuner.HyperModel):
         if initial_epoch == 0:
             with distribution.scope():
                 model.before_training(train_ds, config.learning_rate, train.steps_per_epoch, verbose,
-                                      callbacks=data_callbacks(train))
+                                      callbacks=fit_callbacks(train))
         nan_guard = kgen_callbacks.NaNGuard(steps_in_epoch(config, self.data.num_train, distribution))
         history = model.fit(
             train_ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=train.steps_per_epoch,
             validation_data=test_ds, validation_steps=config.validation_steps,
             # Objective callbacks first: they add their values to the logs the guard and the others read.
-            callbacks=[*data_callbacks(train), *self.objective_callbacks, nan_guard, *callbacks], shuffle=False,
+            callbacks=[*fit_callbacks(train), *self.objective_callbacks, nan_guard, *callbacks], shuffle=False,
             verbose=verbose,
         )
         if nan_guard.failed_at is not None:
