@@ -56,14 +56,11 @@ class Signals:
         _active.append(self)
         return self
 
-    def __exit__(self, exc_type, *exc_info) -> None:
+    def __exit__(self, *exc_info) -> None:
         _active.remove(self)
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
-        if exc_type is None:
-            self.check()  # the block ended normally: a signal that came was lost, or came after the last check
-        else:
-            self._raise_pending()  # a signal held back while the block failed
+        self._raise_pending()  # a signal held back (``held()``) is never swallowed
 
     def _handle(self, signum: int, frame) -> None:
         if self.received is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -81,6 +82,20 @@ def _launcher_environment_is_left_as_found():
             os.environ[name] = value
     changed = sorted(name for name in LAUNCHER_ENVIRONMENT if before[name] != after[name])
     assert not changed, f"the test left {changed} changed in the process environment"
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_are_left_as_found():
+    """A test (or the code under test) that leaves SIGINT or SIGTERM handled differently (ignored,
+    a handler of its own) changes what every later in-process command and every child process does
+    with Ctrl-C and SIGTERM: fail the test that did it, and restore the handlers."""
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    changed = [signal.Signals(signum).name for signum, handler in before.items() if signal.getsignal(signum) != handler]
+    for signum, handler in before.items():
+        if handler is not None:
+            signal.signal(signum, handler)
+    assert not changed, f"the test left the handlers of {changed} changed"
 
 
 def invoke(*args):

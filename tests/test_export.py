@@ -12,6 +12,7 @@ import os
 import signal
 import stat
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +27,12 @@ from PIL import Image
 
 from conftest import BACKEND, invoke, run_kgen, start_kgen
 from kgen import export as kgen_export
-from kgen.export import publish, savedmodel
+from kgen.export import processes, publish, savedmodel
 from kgen.backend.precision import MIXED
 from kgen.export.common import writing
 from kgen.models import Ability, can
 from kgen.runs import Run, load_model
+from kgen.signals import Interrupted, Signals
 
 
 # family -> (model, options of a tiny network, its signatures with serving_default first).
@@ -624,6 +626,26 @@ def test_a_signal_leaves_nothing_behind(ae_run, tmp_path, leftovers, signum, sta
     assert not holding(tmp.name), children  # killed and reaped, not orphaned
     assert not out.exists()  # the temporary folder, and the folders this call made for it
     assert not list(Path(env["TMPDIR"]).iterdir())  # the scratch folder, --check's folder
+
+
+@pytest.mark.one_backend
+def test_a_signal_whose_exception_was_lost_ends_the_wait_for_a_child(tmp_path):
+    """A signal whose exception Python dropped (its handler ran inside a gc callback) still ends the
+    wait for a child within ``CHILD_POLL_SECONDS``, and the child is killed, not left running."""
+    pid_file = tmp_path / "pid"
+    program = f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
+    with Signals() as signals:
+        def signal_lost():  # what the handler leaves when its exception is dropped
+            while not pid_file.exists() or not pid_file.read_text():
+                time.sleep(0.02)
+            signals.received = signal.SIGTERM
+        threading.Thread(target=signal_lost, daemon=True).start()
+        started = time.monotonic()
+        with pytest.raises(Interrupted):
+            processes.run_child(program, [], dict(os.environ))
+    assert time.monotonic() - started < 30
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)  # killed and reaped
 
 
 @pytest.mark.one_backend

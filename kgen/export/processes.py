@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 import kgen
+from kgen import signals
 from kgen.export.common import SERVING_PRECISION, ExportError, ExportFailed
 from kgen.export.savedmodel import export_here
 from kgen.export.signatures import Signature, shapes_of, unflatten_inputs
@@ -75,6 +76,9 @@ _threading.Thread(target=_exit_with_parent, daemon=True).start()
 """
 
 
+CHILD_POLL_SECONDS = 0.5  # how often a wait for a child checks for a signal kgen.signals kept
+
+
 def run_child(program: str, args: list[str], env: dict[str, str], isolated: bool = False,
                cwd: Path | None = None) -> subprocess.CompletedProcess:
     """``python [-I] -c PROGRAM ARGS``, PARENT_WATCH first, its output captured. The child never
@@ -85,7 +89,12 @@ def run_child(program: str, args: list[str], env: dict[str, str], isolated: bool
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
                           env={**env, "KGEN_PARENT_PID": str(os.getpid())}) as proc:
         try:
-            stdout, stderr = proc.communicate()
+            while True:
+                try:
+                    stdout, stderr = proc.communicate(timeout=CHILD_POLL_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:  # retrying loses no output
+                    signals.check()  # a Ctrl-C or SIGTERM whose exception Python dropped
         except BaseException:
             proc.kill()
             proc.wait()
