@@ -126,9 +126,10 @@ class DataEpoch(keras.callbacks.Callback):
 
 
 class SignalCheck(keras.callbacks.Callback):
-    """After every batch: raise the SIGINT/SIGTERM an active ``kgen.signals.Signals`` received and
-    whose exception Python lost (a signal handled inside a finaliser or a gc callback), so the
-    run ends at this batch instead of training on (``kgen.signals``). No-op without a signal."""
+    """After every compiled call of the step (one batch on torch, steps_per_execution batches on
+    TensorFlow and JAX): raise the SIGINT/SIGTERM an active ``kgen.signals.Signals`` received and
+    whose exception Python lost (a signal handled inside a finaliser or a gc callback), so the run
+    ends there instead of training on (``kgen.signals``). No-op without a signal."""
 
     def on_train_batch_end(self, batch, logs=None):
         signals.check()
