@@ -91,7 +91,8 @@ def _signal_handlers_are_left_as_found():
     with Ctrl-C and SIGTERM: fail the test that did it, and restore the handlers."""
     before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     yield
-    changed = [signal.Signals(signum).name for signum, handler in before.items() if signal.getsignal(signum) != handler]
+    changed = [f"{signal.Signals(signum).name} ({handler!r} -> {signal.getsignal(signum)!r})"
+               for signum, handler in before.items() if signal.getsignal(signum) != handler]
     for signum, handler in before.items():
         if handler is not None:
             signal.signal(signum, handler)

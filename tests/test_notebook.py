@@ -11,6 +11,7 @@ import ast
 import hashlib
 import math
 import re
+import signal
 from pathlib import Path
 
 import nbformat
@@ -132,7 +133,13 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", BACKEND)
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebooks' tempfile folders (runs, exports) land here
     client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        client.execute()
+    finally:  # nbclient's asyncio signal handlers can leave SIGINT changed in this process (and its children)
+        for signum, handler in handlers.items():
+            if handler is not None:
+                signal.signal(signum, handler)
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     errors = [f"{o.ename}: {o.evalue}" for o in outputs if o.output_type == "error"]
     assert not errors
