@@ -584,11 +584,18 @@ def leftovers():
                 pass
 
 
+def sigint_as_at_a_terminal() -> None:
+    """In the child before it runs kgen: SIGINT's default disposition, as in a terminal. A suite started in
+    the background of a script (`make test &`) ignores SIGINT, and kgen rightly keeps an ignored SIGINT
+    ignored: the Ctrl-C these tests send would then never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_export(ae_run: Path, out: Path, env: dict, leftovers, *options: str) -> tuple[subprocess.Popen, Path]:
     """`kgen [OPTIONS] export RUN --out OUT --check` in a session of its own (so that a signal to its
     process group reaches kgen and its children only), once it has made its temporary folder."""
     proc = start_kgen(*options, "export", ae_run, "--out", out, "--check", env=env, start_new_session=True,
-                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=sigint_as_at_a_terminal)
     leftovers.procs.append(proc)
     tmp = wait_for("a temporary version folder", lambda: next(out.glob("*/.tmp-*"), None), proc)
     leftovers.markers.append(tmp.name)  # in the arguments of both children
