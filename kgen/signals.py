@@ -68,9 +68,8 @@ class Signals:
             self._raise_pending()
 
     def _raise_pending(self) -> None:
-        if self.received is not None and not self.raised and not self.holding:
-            self.raised = True
-            raise Interrupted(self.received)
+        if not self.raised:
+            self.check()
 
     def check(self) -> None:
         """Raise ``Interrupted`` if a signal came, unless held: called where the block still runs,
