@@ -50,7 +50,7 @@ docs: setup
 
 # Every suite (benchmarks/bench.py): kgen against the same networks' hand-written Keras train_step on each
 # backend, interleaved rounds (median of the per-round ratios); writes benchmarks/results/bench.json and
-# bench.md (git-ignored). BENCH_ARGS selects (e.g. BENCH_ARGS="--suites vae --backends jax --steps 8 --rounds 1"
+# bench.md (bench.json is kept in git: the tables are generated from it). BENCH_ARGS selects (e.g. BENCH_ARGS="--suites vae --backends jax --steps 8 --rounds 1"
 # for a quick run; docs/speed.md shows the command behind its tables); BENCH_DOCS=1 also rewrites the
 # generated tables of docs/speed.md from that JSON (benchmarks/report.py --docs).
 bench: setup
