@@ -24,6 +24,8 @@ from kgen.catalog import ModelSpec, get_spec, specs
 from kgen.config import EXECUTION_FIELDS, RUN_FIELDS, TrainConfig
 from kgen.signals import Signals
 
+from cli.quiet import quiet_backends
+
 app = typer.Typer(
     name="kgen",
     help="Train autoencoders, VAEs, GANs, adversarial autoencoders and RBMs with Keras 3.",
@@ -109,19 +111,6 @@ def main_options(
     elif kgen.active_backend() not in kgen.BACKENDS:
         fail(f"KERAS_BACKEND={kgen.active_backend()} is not a backend kgen runs on; set it to one of "
              f"{', '.join(kgen.BACKENDS)} (or pass --backend)")
-
-
-def quiet_backends(verbose: bool) -> None:
-    """Unless --verbose: no C++ log lines from TensorFlow/XLA (oneDNN, cpu_feature_guard, grappler's
-    remapper), no Python-logging warnings from TensorFlow/absl (retracing), no Python warnings. Set
-    before any backend is imported; kgen's own messages and errors are unaffected."""
-    if verbose:
-        return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    for name in ("tensorflow", "absl", "jax", "h5py"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
 
 
 def parse_model_options(tokens: list[str], model: str) -> dict[str, Any]:

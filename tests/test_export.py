@@ -459,8 +459,12 @@ def test_a_version_has_the_modes_the_umask_gives(ae_run, tmp_path):
 
 # A sitecustomize.py that replaces kgen.export.savedmodel.write_savedmodel in every Python started with it on
 # PYTHONPATH: the kgen console script and its TensorFlow subprocess (not --check's process, which
-# runs with -I). The replacement writes part of the SavedModel, then does what a test needs.
+# runs with -I). The replacement writes part of the SavedModel, then does what a test needs. Importing kgen's
+# export imports TensorFlow before kgen's CLI starts, so the hook first installs the CLI's filter of absl's
+# startup lines (cli.quiet), which the CLI would otherwise install before that import.
 WRITER_HOOK = """
+from cli.quiet import filter_native_startup_lines
+filter_native_startup_lines()
 import kgen.export.savedmodel
 
 def write_savedmodel(model, plan, path):
