@@ -135,6 +135,17 @@ def test_infogan_information_term_decreases():
     assert info[-1] < 0.75 * info[0], info
 
 
+@pytest.mark.parametrize("rate", [None, 2.0])
+def test_infogan_trains_g_and_q_faster_than_d_as_the_authors_did(rate):
+    """openai/InfoGAN's MNIST run: Adam at 1e-3 for G (and Q), 2e-4 for D: --generator-rate 5 by default."""
+    model = small("infogan", **({} if rate is None else {"generator_rate": rate}))
+    model.compile(learning_rate=2e-4, **compile_options())
+    optimizers = model.phase_optimizers
+    assert float(np_(optimizers["discriminator"].learning_rate)) == pytest.approx(2e-4)
+    assert float(np_(optimizers["generator"].learning_rate)) == pytest.approx(2e-4 * (rate or 5.0))
+    assert optimizers["generator"].beta_1 == optimizers["discriminator"].beta_1 == 0.5
+
+
 def test_infogan_traversal_grids_hold_every_code_value():
     model = small("infogan")
     grids = model.traversal_grids(seed=0, rows=3, steps=5)
