@@ -12,7 +12,10 @@ A page's generated parts sit between markers, one pair per section::
 Sections: ``machine`` (where and how it was measured), one per suite (``vae``, ``ae-family``, ``gan``,
 ``aae``) and ``precision`` (the fastest backend and precision against keras-io in float32). Only the
 sections the JSON has are rewritten; everything outside the markers, and the sections of suites the
-run did not measure, are left as they are.
+run did not measure, are left as they are. ``--prefix P`` writes the markers ``bench:P-NAME`` instead:
+a page that shows runs of two machines keeps one set of sections per machine, each with its own JSON::
+
+    python benchmarks/report.py benchmarks/results/bench-avx512bf16.json --docs docs/speed.md --prefix avx512bf16
 """
 
 from __future__ import annotations
@@ -375,12 +378,16 @@ def main(argv=None) -> None:
     parser.add_argument("json", nargs="+", help="a bench.py result (several: merged, see merge())")
     parser.add_argument("--markdown", default=None, help="write the whole report here")
     parser.add_argument("--docs", default=None, help="rewrite the marked sections of this Markdown file")
+    parser.add_argument("--prefix", default=None, help="the sections' markers are bench:PREFIX-NAME (another machine's set)")
     args = parser.parse_args(argv)
     result = merge([json.loads(Path(path).read_text()) for path in args.json])
     if args.markdown:
         Path(args.markdown).write_text(markdown(result))
     if args.docs:
-        done = rewrite(Path(args.docs), sections(result))
+        new = sections(result)
+        if args.prefix:
+            new = {f"{args.prefix}-{name}": body for name, body in new.items()}
+        done = rewrite(Path(args.docs), new)
         print(f"{args.docs}: rewrote {', '.join(done) or 'nothing (no markers)'}", file=sys.stderr)
     if not (args.markdown or args.docs):
         print(markdown(result))

@@ -55,6 +55,14 @@ def test_one_round_of_two_steps_writes_the_json_and_the_tables(tmp_path):
     assert "old" not in rewritten and "kept" in rewritten and "linear_ae" in rewritten
     assert rewritten.startswith("intro\n<!-- bench:machine -->\n")
 
+    # --prefix: a second machine's sections beside the first's; the unprefixed ones are left alone
+    page.write_text(rewritten + "<!-- bench:other-machine -->\nold\n<!-- /bench:other-machine -->\n"
+                    "<!-- bench:other-ae-family -->\nold\n<!-- /bench:other-ae-family -->\n")
+    report.main([str(out / "bench.json"), "--docs", str(page), "--prefix", "other"])
+    second = page.read_text()
+    assert "old" not in second and second.startswith(rewritten)
+    assert second.count("linear_ae") == 2 * rewritten.count("linear_ae")
+
 
 def test_median_of_per_round_ratios_and_steps_per_suite():
     import harness
