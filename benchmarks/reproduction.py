@@ -171,9 +171,9 @@ def cell(figure: Figure, record: dict | None) -> str:
 def table(results: dict) -> str:
     """The Markdown table of a results JSON (every experiment, both datasets; "not run" where missing)."""
     machine = results.get("machine", {})
-    lines = [(f"Measured on {machine.get('cpu_model', '?')} ({machine.get('cores_available', '?')} cores), "
-              f"{machine.get('date', '?')[:10]}, by `python benchmarks/quality.py --all`. Times: training + "
-              "evaluation, minutes."), "",
+    lines = [(f"Last run on {machine.get('cpu_model', '?')} ({machine.get('cores_available', '?')} cores), "
+              f"{machine.get('date', '?')[:10]}, by `python benchmarks/quality.py --all`; each cell's CPU is kept "
+              "in the results JSON. Times: training + evaluation, minutes."), "",
              "| model | metric | MNIST-4.5k | Fashion-60k | literature (its data) | commands | minutes (MNIST / Fashion) |",
              "|---|---|---|---|---|---|---|"]
     for experiment in EXPERIMENTS:
@@ -216,6 +216,9 @@ def main(argv: list[str] | None = None) -> None:
                     todo.insert(0, JUDGE)  # the judge first, once per --out
             for experiment in todo:
                 record = run_experiment(experiment, dataset_key, out, args.backend, judge)
+                # each cell keeps the CPU it ran on (cells of several runs, and machines, share the table)
+                record["machine"] = {key: results["machine"][key] for key in ("cpu_model", "cores_available", "flags")
+                                     if key in results["machine"]}
                 results["cells"][f"{experiment.key}@{dataset_key}"] = record
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(results, indent=1) + "\n")
