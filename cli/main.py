@@ -9,11 +9,8 @@ Usage errors exit with 2, failures while running with 1, Ctrl-C with 130 and SIG
 from __future__ import annotations
 
 import json
-import logging
-import os
 import signal
 import sys
-import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
