@@ -73,6 +73,25 @@ AAE_CLUSTERING = ("--mode", "clustering", "--clusters", "16", "--latent-dim", "4
 AAE_MNIST = ("--epochs", "15", "--batch-size", "100")
 AAE_FASHION = ("--epochs", "2", "--steps-per-epoch", "338", "--batch-size", "100")
 
+# "Defaults that work": what `kgen train MODEL --dataset D` gives with no other option, judged by the judge
+# classifier: how recognisable the samples are (its classifier score and the classes it finds among them,
+# Salimans et al. 2016) and, for autoencoders, its accuracy on their reconstructions of the test images.
+SAMPLE_SCORE = Figure("classifier_score", "classifier score of samples, defaults", "10 = every class, confidently")
+SAMPLE_CLASSES = Figure("modes_covered", "classes covered by samples, defaults", "10")
+RECONSTRUCTION_ACCURACY = Figure("reconstruction_judge_accuracy", "judge's accuracy on test reconstructions, defaults",
+                                 "the judge's accuracy on the images (its row)")
+
+
+def autoencoder_defaults(model: str) -> Experiment:
+    return Experiment(model, model, (RECONSTRUCTION_ACCURACY,), judged=True, extra=("judge_accuracy",))
+
+
+def generator_defaults(model: str, *figures: Figure) -> Experiment:
+    return Experiment(model, model, (SAMPLE_SCORE, SAMPLE_CLASSES, *figures,
+                                     Figure("fid", "FID (judge features), defaults", "–")),
+                      judged=True, extra=GAN_FIGURES)
+
+
 # The judge of every generator (its features give FID/KID/precision/recall; its softmax the classifier score).
 JUDGE = Experiment("classifier", "classifier", (
     Figure("accuracy", "test accuracy", "≈99% (keras-io's MNIST convnet, which the classifier follows; 60,000 digits)"),),
@@ -83,8 +102,8 @@ EXPERIMENTS = (
     Experiment("vae", "vae", (
         Figure("negative_elbo", "−ELBO (nats), defaults: 2-D latent", "–", "negative_elbo_se"),
         Figure("iwae_nll", "IWAE bound, K = 200 (nats), defaults", "–", "iwae_nll_se"),
-        Figure("classifier_score", "classifier score of samples, defaults", "10 = every class, confidently"),
-        Figure("modes_covered", "classes covered by samples, defaults", "10"),
+        SAMPLE_SCORE,
+        SAMPLE_CLASSES,
     ), judged=True),
     Experiment("vae16", "vae", (
         Figure("negative_elbo", "−ELBO (nats), 16-D latent", "–", "negative_elbo_se"),
@@ -93,6 +112,10 @@ EXPERIMENTS = (
                "binarized by sampling, K = 5000, 3,280 passes); 89.78 ± 0.01 (pythae's reproducibility table: "
                "fixed-binarized MNIST, K = 200)", "iwae_nll_se"),
     ), train=("--latent-dim", "16", "--epochs", "30")),
+    *(autoencoder_defaults(m) for m in ("ae", "stacked_ae", "sparse_ae", "denoising_ae", "contractive_ae",
+                                        "linear_ae")),
+    Experiment("tcvae", "tcvae", (RECONSTRUCTION_ACCURACY, SAMPLE_SCORE, SAMPLE_CLASSES), judged=True,
+               extra=("judge_accuracy",)),
     Experiment("rbm", "rbm", (
         Figure("rbm_nll", "test NLL by AIS (nats), defaults: 256 hidden, CD-1",
                "−86.34 for 500 hidden units and CD-25 (Salakhutdinov & Murray 2008, 60,000 digits, 14,500 "
@@ -113,6 +136,10 @@ EXPERIMENTS = (
                "5% (Chen et al. 2016, section 7.2; MNIST)", percent=True),
         Figure("fid", "FID (judge features), defaults", "–"),
     ), fashion=("--epochs", "2"), judged=True, extra=GAN_FIGURES),
+    generator_defaults("gan"),
+    generator_defaults("cgan", Figure("label_accuracy", "samples the judge gives the label asked for, defaults", "–")),
+    generator_defaults("lsgan"),
+    generator_defaults("wgan"),
     Experiment("aae_semi100", "aae", (
         Figure("error_rate", "semi-supervised test error, 100 labels", "1.90% ± 0.10 (Makhzani et al. 2016, 60,000 digits)",
                percent=True),
@@ -125,9 +152,16 @@ EXPERIMENTS = (
         Figure("clustering_error", "clustering error, 16 clusters", "9.55% (Makhzani et al. 2016)", percent=True),
     ), train=(*AAE_CLUSTERING, *AAE_MNIST), fashion=(*AAE_CLUSTERING, *AAE_FASHION)),
     Experiment("aae_parzen", "aae", (
-        Figure("parzen_log_likelihood", "Parzen-window log-likelihood (nats), 8-D Gaussian code",
-               "340 ± 2 (Makhzani et al. 2016, 10,000 samples)", "parzen_log_likelihood_se"),
-    ), train=("--batch-size", "100"), fashion=("--batch-size", "100")),
+        Figure("parzen_log_likelihood", "Parzen-window log-likelihood (nats), 8-D Gaussian code, 10,000 samples",
+               "340 ± 2 (Makhzani et al. 2016, 10,000 samples, 60,000 digits)", "parzen_log_likelihood_se"),
+        Figure("parzen_log_likelihood_same_n", "the same with as many samples as real images below", "–"),
+        Figure("parzen_real_log_likelihood", "real training images as the kernels (3,500 / 10,000)",
+               "k-means centroids score above real images (Theis et al. 2016, section 3.2)",
+               "parzen_real_log_likelihood_se"),
+        SAMPLE_SCORE,
+        SAMPLE_CLASSES,
+    ), train=("--batch-size", "100"), fashion=("--batch-size", "100"), judged=True,
+        extra=("parzen_real_samples", "parzen_sigma", "parzen_real_sigma")),
 )
 BY_KEY = {e.key: e for e in EXPERIMENTS}
 

@@ -183,7 +183,8 @@ def evaluate(model, run: Run, split: str = "test", scores: str | Path | None = N
     to metrics.json (``Run.record_evaluation``): ``{"data": ..., "metrics": ..., "seed", "epoch",
     "backend", "kgen_version", "evaluated_at"}``.
 
-    Autoencoders: reconstruction figures; VAEs add the likelihood (-ELBO and the IWAE bound with
+    Autoencoders: reconstruction figures, and with ``classifier`` its accuracy on the reconstructions
+    of labelled data (``reconstruction_judge_accuracy``, beside ``judge_accuracy`` on the images); VAEs add the likelihood (-ELBO and the IWAE bound with
     ``importance_samples`` = K; 0 skips it); RBMs the AIS likelihood (``ais_temperatures`` steps in
     the paper's spacing, ``ais_runs`` chains). Classifiers: accuracy. Generators (models that sample
     but do not reconstruct, or any that samples when ``classifier`` is given): FID, KID, classifier
@@ -197,9 +198,10 @@ def evaluate(model, run: Run, split: str = "test", scores: str | Path | None = N
     check_split(split)
     samples, reconstructs = can(model, Ability.SAMPLE), can(model, Ability.RECONSTRUCT)
     generative = samples and (classifier is not None or not reconstructs)
-    if classifier is not None and not samples:
-        raise ValueError(f"model '{model.model_name}' cannot sample, so there is nothing to compare with the "
-                         "data; --classifier is for generators (gan, vae, ...)")
+    judged_reconstructions = reconstructs and classifier is not None
+    if classifier is not None and not (samples or reconstructs):
+        raise ValueError(f"model '{model.model_name}' cannot sample or reconstruct, so there is nothing to judge; "
+                         "--classifier is for generators (gan, vae, ...) and autoencoders")
     if not (reconstructs or can(model, Ability.CLASSIFY) or can(model, Ability.CLUSTER) or generative):
         raise ValueError(f"`kgen evaluate` has no figures for model '{model.model_name}'")
     if scores is not None and not reconstructs:
@@ -211,12 +213,17 @@ def evaluate(model, run: Run, split: str = "test", scores: str | Path | None = N
     if ais_runs < 2:
         raise ValueError(f"--ais-runs must be >= 2 (the standard error needs two), got {ais_runs}")
     schedule = paper_schedule(ais_temperatures) if can(model, Ability.ENERGY) else None  # refuses T < 3
-    judge_run, judge = judge_for(model, run, classifier) if generative else (None, None)
+    judge_run, judge = judge_for(model, run, classifier) if generative or judged_reconstructions else (None, None)
     data = evaluation_data(run, model, split, limit, dataset, data_dir)
+    if judged_reconstructions and not samples and not data.labelled:
+        raise ValueError(f"{data.dataset}: the {split} split has no labels, so the classifier cannot judge "
+                         "the reconstructions")
 
     summary: dict = {}
     if reconstructs:
         summary.update(reconstruction_summary(model, data, scores, seed))
+    if judged_reconstructions and data.labelled:
+        summary.update(reconstruction_judgement(model, judge, data))
     if can(model, Ability.VARIATIONAL) and importance_samples:
         summary.update(vae_likelihood(model, data.x, importance_samples, seed))
     if can(model, Ability.ENERGY):
@@ -304,13 +311,30 @@ def unit_scale(x: np.ndarray, data_range: str) -> np.ndarray:
 def parzen_summary(model, data: EvaluationData, n: int, seed: int) -> dict[str, float]:
     """The Parzen-window log-likelihood of the evaluated examples under n samples (Goodfellow et al.
     2014, section 5; Makhzani et al. 2015, section 4 and table 1), in [0, 1] pixel units. The window
-    is chosen on ``PARZEN_VALIDATION`` random examples of the other split (kgen keeps no validation
+    is chosen on ``PARZEN_VALIDATION`` random examples of the other split (half of it when smaller) (kgen keeps no validation
     split apart while training: with the test split evaluated they are training examples), never on
-    the examples it scores."""
-    generated = sampling.sample_batches(model, n, seed)
-    reference = data.other_split()[0]
-    validation = reference[np.random.default_rng(seed).permutation(len(reference))[:PARZEN_VALIDATION]]
-    return parzen_evaluate(*(unit_scale(a, data.data_range) for a in (generated, validation, data.x)))
+    the examples it scores.
+
+    Beside it, what real images score under the same protocol (``parzen_real_*``): up to n other
+    examples of the other split, never the validation ones, as the kernels. The estimate grows with
+    the number of kernels, so when fewer real images than n are left, the model's first that many
+    samples are scored too (``parzen_log_likelihood_same_n``)."""
+    generated = unit_scale(sampling.sample_batches(model, n, seed), data.data_range)
+    reference = unit_scale(data.other_split()[0], data.data_range)
+    order = np.random.default_rng(seed).permutation(len(reference))
+    held = min(PARZEN_VALIDATION, len(reference) // 2)  # half at most: the rest are the real kernels
+    validation, real = reference[order[:held]], reference[order[held:][:n]]
+    x = unit_scale(data.x, data.data_range)
+    out = parzen_evaluate(generated, validation, x)
+    if len(real) >= 2:
+        real_out = parzen_evaluate(real, validation, x)
+        out.update({"parzen_real_log_likelihood": real_out["parzen_log_likelihood"],
+                    "parzen_real_log_likelihood_se": real_out["parzen_log_likelihood_se"],
+                    "parzen_real_sigma": real_out["parzen_sigma"], "parzen_real_samples": float(len(real))})
+        if len(real) < n:
+            out["parzen_log_likelihood_same_n"] = parzen_evaluate(
+                generated[: len(real)], validation, x)["parzen_log_likelihood"]
+    return out
 
 
 def generative_summary(model, judge_run: Run, judge, data: EvaluationData, n: int, seed: int) -> dict:
@@ -375,6 +399,15 @@ def reconstruction_summary(model, data: EvaluationData, scores, seed: int) -> di
     if scores is not None:
         write_scores(Path(scores), data.labels, per_example)
     return summary
+
+
+def reconstruction_judgement(model, judge, data: EvaluationData) -> dict[str, float]:
+    """How recognisable the reconstructions are: the judge's accuracy on the reconstructions of the
+    labelled split, beside its accuracy on the images themselves (what a perfect autoencoder scores)."""
+    to_judge = lambda x: rescale(x, model.hparams.get("data_range", "unit"), judge.hparams["data_range"])
+    rebuilt = reconstructions(model, data.x, data.labels)
+    accuracy = lambda x: float(np.mean(batched(judge.predict_proba, to_judge(x)).argmax(axis=1) == data.labels))
+    return {"reconstruction_judge_accuracy": accuracy(rebuilt), "judge_accuracy": accuracy(data.x)}
 
 
 def write_scores(path: Path, labels: np.ndarray, per_example: dict[str, np.ndarray]) -> None:

@@ -29,6 +29,7 @@ FAMILIES = {
     "rbm": ("rbm", ["--hidden", "16", "--sample-steps", "5"]),
     "infogan": ("infogan", ["--arch", "dense", "--width", "8", "--latent-dim", "4", "--continuous-codes", "1"]),
     "aae": ("aae", ["--hidden", "16", "--disc-width", "8"]),
+    "ae": ("ae", ["--hidden", "16", "--latent-dim", "4"]),
 }
 FAST = ["--importance-samples", 20, "--ais-temperatures", 30, "--ais-runs", 10, "--n", 64]
 PIXELS = 28 * 28
@@ -151,9 +152,51 @@ def test_aae_gets_the_parzen_likelihood_beside_the_prior_figures(runs):
     assert_finite(m, "parzen_log_likelihood", "parzen_log_likelihood_se", "parzen_sigma", "code_prior_mmd2",
                   "reconstruction_mse")
     assert m["parzen_log_likelihood_se"] >= 0 and 0.1 <= m["parzen_sigma"] <= 1.0
-    # 64 kernels, the window chosen on the 160 training images, scored on the 40 test images.
-    assert (m["parzen_samples"], m["parzen_validation_examples"], m["parzen_test_examples"]) == (64, 160, 40)
+    # 64 kernels, the window chosen on half of the 160 training images, scored on the 40 test images.
+    assert (m["parzen_samples"], m["parzen_validation_examples"], m["parzen_test_examples"]) == (64, 80, 40)
     assert Path(m["code_plot"]).is_file()
+    # What real images score under the same protocol: 64 of the other 80 training images as the kernels,
+    # never the 80 that chose the window (with them among the kernels, the window would shrink to the grid's
+    # smallest value and the figure would measure memorisation).
+    from kgen.metrics import parzen_evaluate, rescale
+    from kgen.sampling import sample_batches
+
+    run = Run.open(runs["aae"])
+    unit = lambda x: rescale(x, run.config()["data_range"], "unit")
+    train_x, test_x = (unit(split_arrays(run, split)[0]) for split in ("train", "test"))
+    order = np.random.default_rng(0).permutation(len(train_x))
+    expected = parzen_evaluate(train_x[order[80:144]], train_x[order[:80]], test_x)
+    assert m["parzen_real_samples"] == 64 and "parzen_log_likelihood_same_n" not in m
+    assert m["parzen_real_log_likelihood"] == pytest.approx(expected["parzen_log_likelihood"], rel=1e-9)
+    assert m["parzen_real_sigma"] == expected["parzen_sigma"]
+    # More samples than real images left: the model is also scored with as many kernels as the real images.
+    more = evaluate(runs["aae"], "--n", 100)["metrics"]
+    assert more["parzen_real_samples"] == 80 and more["parzen_samples"] == 100
+    samples = unit(sample_batches(load_model(run), 100, 0))[:80]
+    assert more["parzen_log_likelihood_same_n"] == pytest.approx(
+        parzen_evaluate(samples, train_x[order[:80]], test_x)["parzen_log_likelihood"], rel=1e-6)
+
+
+def test_a_classifier_judges_an_autoencoders_reconstructions(runs, tmp_path):
+    from kgen.metrics import rescale
+    from kgen.outputs import batched, reconstructions
+
+    m = evaluate(runs["ae"], "--classifier", runs["classifier"])["metrics"]
+    assert "fid" not in m and "reconstruction_mse" in m  # an autoencoder: no samples to judge
+    # On the images, the judge scores what its own evaluation scores.
+    assert m["judge_accuracy"] == evaluate(runs["classifier"])["metrics"]["accuracy"]
+    run, judge = Run.open(runs["ae"]), load_model(runs["classifier"])
+    x, labels = split_arrays(run, "test")
+    rebuilt = reconstructions(load_model(run), x, labels)
+    predicted = batched(judge.predict_proba, rescale(rebuilt, "unit", judge.hparams["data_range"])).argmax(axis=1)
+    assert m["reconstruction_judge_accuracy"] == pytest.approx(np.mean(predicted == labels))
+    # Data without labels: nothing to judge the reconstructions by; one line, no record.
+    x_unlabelled, _ = digit_like_images(30, 28, seed=5)
+    np.savez(tmp_path / "unlabelled.npz", x=x_unlabelled)
+    before = Run.open(runs["ae"]).evaluations()
+    result = invoke("evaluate", runs["ae"], "--classifier", runs["classifier"], "--dataset", tmp_path / "unlabelled.npz")
+    assert "has no labels" in one_line_error(result)
+    assert Run.open(runs["ae"]).evaluations() == before
 
 
 # -- the data of a record, and one record per data set -------------------------------------------

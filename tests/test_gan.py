@@ -339,8 +339,8 @@ def test_evaluate_needs_a_generator_and_a_classifier(mnist_runs, idx_folder, tmp
     result = invoke("train", "ae", "--dataset", idx_folder, "--epochs", 1, "--steps-per-epoch", 1,
                     "--batch-size", 8, "--run-dir", tmp_path / "ae")
     assert result.exit_code == 0, result.output
-    result = invoke("evaluate", tmp_path / "ae", "--classifier", mnist_runs / "classifier")
-    assert result.exit_code == 2 and "cannot sample" in result.output
+    result = invoke("evaluate", mnist_runs / "classifier", "--classifier", mnist_runs / "classifier")
+    assert result.exit_code == 2 and "cannot sample or reconstruct" in result.output
     result = invoke("evaluate", mnist_runs / "cgan", "--classifier", tmp_path / "ae")
     assert result.exit_code == 2 and "not a classifier" in result.output
     result = invoke("train", "gan", "--dataset", idx_folder, "--epochs", 1, "--steps-per-epoch", 1,
