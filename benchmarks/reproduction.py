@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +97,30 @@ JUDGE = Experiment("classifier", "classifier", (
     Figure("accuracy", "test accuracy", "≈99% (keras-io's MNIST convnet, which the classifier follows; 60,000 digits)"),),
     train=("--epochs", "15"), fashion=("--epochs", "3"))
 
+# The two models of issue 18's speed target, each also trained in mixed_bfloat16: a faster precision must
+# not cost quality (compare each bf16 row with the float32 row above it).
+DCGAN = Experiment("dcgan", "dcgan", (
+    Figure("fid", "FID (judge features), defaults", f"NS GAN: MNIST 6.8 ± 0.5, Fashion 26.5 ± 1.6 ({LUCIC}; Inception features: not comparable)"),
+    Figure("fid_real_floor", "FID floor: training vs test images, same n", "0 (real vs real)"),
+    Figure("precision", "precision (k = 3)", "–"),
+    Figure("recall", "recall (k = 3)", "–"),
+), fashion=("--epochs", "2"), judged=True, extra=GAN_FIGURES)
+VAE_CONV = Experiment("vae_conv", "vae", (
+    Figure("negative_elbo", "−ELBO (nats), conv, 16-D latent", "–", "negative_elbo_se"),
+    Figure("iwae_nll", "IWAE bound, K = 200 (nats), conv, 16-D latent", "–", "iwae_nll_se"),
+), train=("--arch", "conv", "--latent-dim", "16", "--epochs", "30"),
+    fashion=("--arch", "conv", "--latent-dim", "16", "--epochs", "3"))
+
+
+def in_bfloat16(experiment: Experiment) -> Experiment:
+    """The same cell trained with ``--precision mixed_bfloat16`` (variables float32, compute bfloat16)."""
+    flag = ("--precision", "mixed_bfloat16")
+    figures = tuple(replace(f, label=f"{f.label}, mixed_bfloat16", literature="the row above (float32)")
+                    for f in experiment.figures if f.metric != "fid_real_floor")
+    return replace(experiment, key=f"{experiment.key}_bf16", figures=figures, train=(*experiment.train, *flag),
+                   fashion=None if experiment.fashion is None else (*experiment.fashion, *flag))
+
+
 EXPERIMENTS = (
     JUDGE,
     Experiment("vae", "vae", (
@@ -112,6 +136,8 @@ EXPERIMENTS = (
                "binarized by sampling, K = 5000, 3,280 passes); 89.78 ± 0.01 (pythae's reproducibility table: "
                "fixed-binarized MNIST, K = 200)", "iwae_nll_se"),
     ), train=("--latent-dim", "16", "--epochs", "30")),
+    VAE_CONV,
+    in_bfloat16(VAE_CONV),
     *(autoencoder_defaults(m) for m in ("ae", "stacked_ae", "sparse_ae", "denoising_ae", "contractive_ae",
                                         "linear_ae")),
     Experiment("tcvae", "tcvae", (RECONSTRUCTION_ACCURACY, SAMPLE_SCORE, SAMPLE_CLASSES), judged=True,
@@ -122,12 +148,8 @@ EXPERIMENTS = (
                "temperatures × 100 runs; the figure as quoted by others, not checked against the paper)",
                "rbm_nll_se"),
     ), evaluate=("--ais-temperatures", "14500", "--ais-runs", "100")),
-    Experiment("dcgan", "dcgan", (
-        Figure("fid", "FID (judge features), defaults", f"NS GAN: MNIST 6.8 ± 0.5, Fashion 26.5 ± 1.6 ({LUCIC}; Inception features: not comparable)"),
-        Figure("fid_real_floor", "FID floor: training vs test images, same n", "0 (real vs real)"),
-        Figure("precision", "precision (k = 3)", "–"),
-        Figure("recall", "recall (k = 3)", "–"),
-    ), fashion=("--epochs", "2"), judged=True, extra=GAN_FIGURES),
+    DCGAN,
+    in_bfloat16(DCGAN),
     Experiment("wgan_gp", "wgan_gp", (
         Figure("fid", "FID (judge features), defaults", f"WGAN GP: MNIST 20.3 ± 5.0, Fashion 24.5 ± 2.1 ({LUCIC}; Inception features: not comparable)"),
     ), fashion=("--epochs", "1"), judged=True, extra=GAN_FIGURES),
