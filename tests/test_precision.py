@@ -126,6 +126,18 @@ def test_input_gradient_penalties_stay_finite_and_positive(name, options, penalt
     assert any(not np.array_equal(a, b) for a, b in zip(before, after))
 
 
+@pytest.mark.parametrize("precision", MIXED)
+def test_the_contractive_closed_form_trains_and_agrees_with_autodiff_in_16_bits(precision):
+    """Rifai et al.'s eq. 5 reads W from the encoder's Dense layer, which a mixed policy follows with a
+    float32 cast layer; in 16-bit compute it must still equal the autodiff Jacobian norm (to 16-bit round-off)."""
+    model = built("contractive_ae", precision, arch="shallow", latent_dim=8, jacobian="closed-form")
+    x = images(16)
+    np.testing.assert_allclose(np_(model.jacobian_norm_closed_form(x)), np_(model.jacobian_norm(x)),
+                               rtol=5e-2 if precision == "mixed_bfloat16" else 5e-3)
+    logs = model.fit(x, batch_size=8, epochs=1, verbose=0).history
+    assert np.isfinite(logs["contractive_penalty"]).all() and logs["contractive_penalty"][0] > 0
+
+
 def test_auto_is_float32_on_a_cpu_and_says_why():
     precision, reason = resolve("auto")
     if keras.backend.backend() in ("tensorflow", "jax", "torch") and "GPU" not in reason and "TPU" not in reason:

@@ -16,6 +16,7 @@ For a one-layer sigmoid encoder h = sigmoid(W x + b) there is a closed form
 
 from __future__ import annotations
 
+import keras
 from keras import ops
 
 from kgen.backend import batch_jacobian
@@ -64,7 +65,8 @@ class ContractiveAE(AE):
         if not self.has_closed_form():
             raise ValueError("the closed form needs a one-layer sigmoid encoder (--arch shallow)")
         h = self.encode(x)
-        kernel = self.encoder.layers[-1].kernel  # (inputs, k)
+        # W: the encoder's one Dense layer (under a mixed policy a float32 cast layer follows it)
+        kernel = next(layer for layer in self.encoder.layers if isinstance(layer, keras.layers.Dense)).kernel
         return ops.sum(ops.square(h * (1.0 - h)) * ops.sum(ops.square(kernel), axis=0), axis=-1)
 
     def regularizer(self, inputs, codes):
