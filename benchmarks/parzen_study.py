@@ -12,7 +12,12 @@ of the test split with four sets of ``--n`` kernels:
 - the k-means centroids of the real images (``--centroids`` of them; Theis et al. 2016, section 3.2: they
   score above the images).
 
+``--curve N ...`` adds the real images at several numbers of kernels (the estimate grows with them).
+
 Prints a Markdown table. Minutes per run on 2 cores (the k-means dominates).
+
+    python benchmarks/parzen_study.py runs/aae-mnist                       # the four kernel sets, n = 3,500
+    python benchmarks/parzen_study.py runs/aae-fashion --curve 1000 3500 10000 30000 58000
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from kgen.outputs import batched
 from kgen.runs import Run, load_model
 
 
-def kernel_sets(run: Run, n: int, centroids: int, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def kernel_sets(run: Run, n: int, centroids: int, curve: list[int], seed: int = 0
+                ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """({name: kernels in [0, 1], flattened}, validation, test) for one run."""
     data_range = run.config()["data_range"]
     unit = lambda x: rescale(np.asarray(x), data_range, "unit").reshape(len(x), -1)
@@ -46,6 +52,8 @@ def kernel_sets(run: Run, n: int, centroids: int, seed: int = 0) -> tuple[dict[s
     kernels = {"real training images": unit(real), "their reconstructions": unit(rebuilt),
                "samples (decoded prior draws)": unit(sampling.sample_batches(model, len(real), seed)),
                f"k-means centroids of the real images ({len(kmeans.cluster_centers_)})": kmeans.cluster_centers_}
+    kernels.update({f"real training images, first {m}": unit(train[order[PARZEN_VALIDATION:][:m]])
+                    for m in curve if m != len(real) and m <= len(train) - PARZEN_VALIDATION})
     return kernels, unit(validation), unit(test)
 
 
@@ -54,12 +62,13 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="aae run directories")
     parser.add_argument("--n", type=int, default=3500, help="kernels per set (at most the training images left)")
     parser.add_argument("--centroids", type=int, default=1000)
+    parser.add_argument("--curve", nargs="*", type=int, default=[], help="more numbers of real kernels")
     args = parser.parse_args()
     print("| run | kernels | n | Parzen log-likelihood (nats) | σ |")
     print("|---|---|---|---|---|")
     for path in args.runs:
         run = Run.open(Path(path))
-        kernels, validation, test = kernel_sets(run, args.n, args.centroids)
+        kernels, validation, test = kernel_sets(run, args.n, args.centroids, args.curve)
         for name, centres in kernels.items():
             r = parzen_evaluate(centres, validation, test)
             print(f"| {Path(path).name} | {name} | {len(centres)} | {r['parzen_log_likelihood']:.1f} ± "

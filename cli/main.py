@@ -463,7 +463,7 @@ def evaluate(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N examples."),
     seed: int = typer.Option(0, "--seed", help="Seed of the corruption (denoising models), the samples (generators), the binarization/dequantization and the importance and AIS draws (likelihoods)."),
     n: int = typer.Option(10_000, "--n", help="Generators and AAEs: number of samples judged (and of real images in the FID floor, of Parzen kernels)."),
-    classifier: Optional[Path] = typer.Option(None, "--classifier", help="Classifier run whose features judge the samples (FID, KID, precision/recall). Default: the newest on the run's dataset beside RUN."),
+    classifier: Optional[Path] = typer.Option(None, "--classifier", help="Classifier run whose features judge the samples (FID, KID, precision/recall), and whose accuracy judges an autoencoder's reconstructions. Default for generators: the newest on the run's dataset beside RUN."),
     importance_samples: int = typer.Option(200, "--importance-samples", "-k", min=0, help="VAEs: K, importance samples per example of the IWAE bound (the papers use 5000; larger K, tighter bound, K times the time; 0 skips the likelihood)."),
     ais_temperatures: int = typer.Option(14_500, "--ais-temperatures", min=3, help="RBMs: AIS intermediate distributions (steps), spaced as Salakhutdinov & Murray 2008 (their 14,500 by default); fewer is faster and biases log Z low."),
     ais_runs: int = typer.Option(100, "--ais-runs", min=2, help="RBMs: independent AIS runs (chains) averaged for log Z (the paper: 100)."),

@@ -183,15 +183,16 @@ def evaluate(model, run: Run, split: str = "test", scores: str | Path | None = N
     to metrics.json (``Run.record_evaluation``): ``{"data": ..., "metrics": ..., "seed", "epoch",
     "backend", "kgen_version", "evaluated_at"}``.
 
-    Autoencoders: reconstruction figures, and with ``classifier`` its accuracy on the reconstructions
-    of labelled data (``reconstruction_judge_accuracy``, beside ``judge_accuracy`` on the images); VAEs add the likelihood (-ELBO and the IWAE bound with
-    ``importance_samples`` = K; 0 skips it); RBMs the AIS likelihood (``ais_temperatures`` steps in
-    the paper's spacing, ``ais_runs`` chains). Classifiers: accuracy. Generators (models that sample
-    but do not reconstruct, or any that samples when ``classifier`` is given): FID, KID, classifier
-    score, mode coverage, precision/recall of ``n`` samples against the split, in the feature space
-    of a kgen ``classifier`` run (default: the newest one on the run's dataset beside ``run``), with
-    the real-vs-real floor of ``n`` images of the other split. AAEs: error rates, code-vs-prior MMD
-    and the Parzen log-likelihood of ``n`` samples; InfoGAN: the categorical code's accuracy.
+    Autoencoders: reconstruction figures, and with ``classifier`` its accuracy on the reconstructions of
+    labelled data (``reconstruction_judge_accuracy``, beside ``judge_accuracy`` on the images); VAEs add
+    the likelihood (-ELBO and the IWAE bound with ``importance_samples`` = K; 0 skips it); RBMs the AIS
+    likelihood (``ais_temperatures`` steps in the paper's spacing, ``ais_runs`` chains). Classifiers:
+    accuracy. Generators (models that sample but do not reconstruct, or any that samples when
+    ``classifier`` is given): FID, KID, classifier score, mode coverage, precision/recall of ``n``
+    samples against the split, in the feature space of a kgen ``classifier`` run (default: the newest
+    one on the run's dataset beside ``run``), with the real-vs-real floor of ``n`` images of the other
+    split. AAEs: error rates, code-vs-prior MMD and the Parzen log-likelihood of ``n`` samples; InfoGAN:
+    the categorical code's accuracy.
 
     Everything that can be refused is checked before anything is computed or written.
     """
@@ -311,9 +312,9 @@ def unit_scale(x: np.ndarray, data_range: str) -> np.ndarray:
 def parzen_summary(model, data: EvaluationData, n: int, seed: int) -> dict[str, float]:
     """The Parzen-window log-likelihood of the evaluated examples under n samples (Goodfellow et al.
     2014, section 5; Makhzani et al. 2015, section 4 and table 1), in [0, 1] pixel units. The window
-    is chosen on ``PARZEN_VALIDATION`` random examples of the other split (half of it when smaller) (kgen keeps no validation
-    split apart while training: with the test split evaluated they are training examples), never on
-    the examples it scores.
+    is chosen on ``PARZEN_VALIDATION`` random examples of the other split, at most half of it (kgen
+    keeps no validation split apart while training: with the test split evaluated they are training
+    examples), never on the examples it scores.
 
     Beside it, what real images score under the same protocol (``parzen_real_*``): up to n other
     examples of the other split, never the validation ones, as the kernels. The estimate grows with
