@@ -141,7 +141,7 @@ def train(
     model: Optional[str] = typer.Argument(None, help="Model name, e.g. vae or ae (`kgen list`)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="TFDS name (mnist, fashion_mnist, cifar10, ...), IDX folder, image folder or .npz. [default: mnist]"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="TFDS data directory. [default: ~/tensorflow_datasets]"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Number of epochs. [default: enough for the model's default number of training steps (3,000 batches for autoencoders, VAEs, AAEs, RBMs; 1,500 GANs; 1,000 WGANs and the classifier) on this data]"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Number of epochs. [default: enough for the model's default number of training steps (3,000 batches for autoencoders, VAEs, AAEs, RBMs; 10,000 the MLP gan; 1,500 the conv GANs; 1,000 WGANs and the classifier) on this data]"),
     batch_size: BatchSize = None,
     latent_dim: Optional[int] = typer.Option(None, "--latent-dim", help="Latent size (model default: `kgen list`)."),
     learning_rate: Optional[float] = typer.Option(None, "--learning-rate", "--lr", help="Learning rate of the model's optimizers. [default: per model, `kgen list`]"),

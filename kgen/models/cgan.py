@@ -17,12 +17,13 @@ from keras import ops
 from kgen.models import conditions
 from kgen.models.contract import Ability, register
 from kgen.models.base import Option
-from kgen.models.gan import GAN, gan_options
+from kgen.models.gan import CONV_GAN_STEPS, GAN, gan_options
 
 
 @register
 class CGAN(GAN):
     model_name = "cgan"
+    default_steps = CONV_GAN_STEPS  # --arch conv by default
     description = "conditional GAN: one-hot label appended to G's noise and to D's input; sample --label c"
     abilities = frozenset({Ability.GENERATE, Ability.SAMPLE, Ability.CONDITIONAL, Ability.LABELLED_GENERATOR})
     options = (

@@ -34,13 +34,14 @@ from keras import ops
 from kgen.models.contract import Ability, register
 from kgen.space import log_range
 from kgen.models.base import Option, scaled_rate
-from kgen.models.gan import GAN, gan_options
+from kgen.models.gan import CONV_GAN_STEPS, GAN, gan_options
 from kgen.nets import gan as nets
 
 
 @register
 class InfoGAN(GAN):
     model_name = "infogan"
+    default_steps = CONV_GAN_STEPS  # --arch conv by default
     description = "InfoGAN: categorical + continuous codes recovered by a Q head on D's body (mutual-information term)"
     abilities = frozenset({Ability.GENERATE, Ability.SAMPLE, Ability.TRAVERSE, Ability.CATEGORICAL_CODE})
     search_space = {**GAN.search_space, "info_weight": log_range(0.5, 2.0)}

@@ -21,12 +21,13 @@ from keras import ops
 
 from kgen.models.base import Option
 from kgen.models.contract import register
-from kgen.models.gan import GAN, gan_options
+from kgen.models.gan import CONV_GAN_STEPS, GAN, gan_options
 
 
 @register
 class LSGAN(GAN):
     model_name = "lsgan"
+    default_steps = CONV_GAN_STEPS  # --arch conv by default
     description = "least-squares GAN (Mao et al.): D regresses real to b and fakes to a, G pulls D(G(z)) to c"
     options = (
         *gan_options(100, "conv"),
