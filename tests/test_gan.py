@@ -179,7 +179,7 @@ def test_conv_networks_take_32x32_colour_images(name):
 @pytest.mark.one_backend
 def test_every_gan_is_listed():
     listing = invoke("list").output
-    for name in ("gan:", "dcgan:", "cgan:", "infogan:", "wgan:", "wgan_gp:", "classifier:", "learning rate 5e-05"):
+    for name in ("gan:", "dcgan:", "cgan:", "infogan:", "wgan:", "wgan_gp:", "classifier:", "learning rate 0.0001"):
         assert name in listing
 
 
