@@ -70,7 +70,7 @@ class GAN(PhasedModel):
     )
     data_range = "symmetric"
     default_learning_rate = 2e-4
-    # Without --epochs: 10,000 generator steps for this MLP GAN, about 4 minutes on 2 CPU cores (1,500 left
+    # Without --epochs: 10,000 generator steps for this MLP GAN, minutes on 2 CPU cores (1,500 left
     # noisy samples that miss most of the data: FID 99.5 against 23.3 in the judge's features, recall 0.01
     # against 0.80, on the 4,500 offline MNIST digits); CONV_GAN_STEPS for the conv GANs.
     default_steps = 10_000
