@@ -94,11 +94,13 @@ class Spec:
     d_steps: int  # D (critic) steps per batch, on the same real batch with fresh noise
     critic_batch_norm: bool  # batch norm after D's second conv
     gp_weight: float = 0.0  # lambda of the gradient penalty (0: none)
+    options: tuple = ()  # kgen's model options, (name, value) pairs: the conv networks where they are not the default
 
 
 SPECS = {
     "dcgan": Spec("bce", 2e-4, 0.5, 0.999, d_steps=1, critic_batch_norm=True),
-    "wgan_gp": Spec("wasserstein", 1e-4, 0.0, 0.9, d_steps=5, critic_batch_norm=False, gp_weight=10.0),
+    "wgan_gp": Spec("wasserstein", 1e-4, 0.0, 0.9, d_steps=5, critic_batch_norm=False, gp_weight=10.0,
+                    options=(("arch", "conv"),)),
 }
 
 
@@ -126,9 +128,10 @@ def check(name: str, steps: int, d_updates: int, g_updates: int, losses) -> None
 
 # -- kgen ------------------------------------------------------------------------------
 def worker_kgen(name: str, steps: int, jit=None) -> float:
-    # what `kgen train` builds on this backend: the model's defaults (latent 100, width 64, ...), its default
-    # learning rate and optimizers, steps per execution dividing both fits' step counts
-    model = harness.kgen_model(name, {}, None, jit, steps=(warmup(), steps), input_shape=(28, 28, CHANNELS))
+    # what `kgen train` builds on this backend: the model's defaults (latent 100, width 64, ...; wgan_gp with
+    # --arch conv), its default learning rate and optimizers, steps per execution dividing both fits' step counts
+    model = harness.kgen_model(name, dict(SPECS[name].options), None, jit, steps=(warmup(), steps),
+                               input_shape=(28, 28, CHANNELS))
     rate = time_fit(model, images(), steps, warmup())
     optimizers, logs = model.phase_optimizers, {m.name: m.result() for m in model.metrics}
     check(name, steps, optimizers["discriminator"].iterations.numpy(), optimizers["generator"].iterations.numpy(),

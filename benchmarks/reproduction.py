@@ -152,7 +152,7 @@ EXPERIMENTS = (
     in_bfloat16(DCGAN),
     Experiment("wgan_gp", "wgan_gp", (
         Figure("fid", "FID (judge features), defaults", f"WGAN GP: MNIST 20.3 ± 5.0, Fashion 24.5 ± 2.1 ({LUCIC}; Inception features: not comparable)"),
-    ), fashion=("--epochs", "1"), judged=True, extra=GAN_FIGURES),
+    ), judged=True, extra=GAN_FIGURES),
     Experiment("infogan", "infogan", (
         Figure("code_error", "categorical code error (codes matched to labels)",
                "5% (Chen et al. 2016, section 7.2; MNIST)", percent=True),
