@@ -96,7 +96,9 @@ def gan_quality(argv: list[str]) -> None:
     rows = []
     for model in args.models:
         run = out / model
-        command = ["train", model, "--dataset", args.dataset, "--epochs", str(args.epochs), *steps,
+        # every GAN with its conv networks (--width is their filters): dcgan has no other, the rest take --arch
+        arch = [] if model == "dcgan" else ["--arch", "conv"]
+        command = ["train", model, "--dataset", args.dataset, *arch, "--epochs", str(args.epochs), *steps,
                    "--batch-size", str(args.batch_size), "--width", str(args.width), "--run-dir", str(run)]
         train_seconds = kgen(command, args.backend)
         kgen(["evaluate", str(run), "--n", str(args.n), "--classifier", str(classifier)], args.backend)
