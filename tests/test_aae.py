@@ -174,6 +174,16 @@ def test_input_noise_corrupts_the_encoders_input_but_not_the_reconstruction_targ
     np.testing.assert_array_equal(seen[0], x)
 
 
+def test_a_discriminators_logit_is_its_sequentials_output():
+    """logit_of calls body and head one after the other: the function the saved Sequential computes."""
+    model = small("semi-supervised")
+    rng = np.random.default_rng(0)
+    for discriminator, width in ((model.code_discriminator, 8), (model.category_discriminator, 10)):
+        inputs = rng.normal(size=(5, width)).astype("float32")
+        np.testing.assert_allclose(np_(AAE.logit_of(discriminator, inputs, False)),
+                                   np_(discriminator(inputs, training=False))[:, 0], rtol=1e-6, atol=1e-6)
+
+
 def test_depth_stacks_hidden_layers_in_the_dense_encoder_and_decoder():
     model = small("semi-supervised", depth=2)
     for net in (model.encoder, model.decoder):

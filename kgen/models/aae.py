@@ -353,11 +353,20 @@ class AAE(AE):
         return self.generate(self.sample_prior(n, labels=classes, seed=seed), condition)
 
     # -- the discriminators --------------------------------------------------------------
+    @staticmethod
+    def logit_of(discriminator: keras.Model, inputs, training: bool):
+        """A discriminator's logit: its body, then its head (``_discriminator``). The same function as
+        calling the Sequential that holds them, one level of Keras's call machinery shorter: on PyTorch,
+        whose eager steps pay that machinery on every call, the nested call cost the AAE's training step
+        about 15% (three discriminator calls per batch)."""
+        body, head = discriminator.layers
+        return head(body(inputs, training=training), training=training)[:, 0]
+
     def discriminate_codes(self, z, labels, training: bool):
         """D's logit for codes z (with the one-hot label under --conditional-prior)."""
         if self.hparams["conditional_prior"]:
             z = ops.concatenate([z, ops.one_hot(ops.cast(labels, "int32"), self.label_count)], axis=-1)
-        return self.code_discriminator(z, training=training)[:, 0]
+        return self.logit_of(self.code_discriminator, z, training)
 
     def discriminator_variables(self) -> list:
         variables = self.code_discriminator.trainable_variables
@@ -386,8 +395,8 @@ class AAE(AE):
         metrics = {"d_prior": ops.mean(ops.sigmoid(prior_logits)), "d_codes": ops.mean(ops.sigmoid(code_logits))}
         if self.category_discriminator is not None:
             one_hot = priors.categorical(n, self.categories, self.seed_generator)
-            prior_y = self.category_discriminator(one_hot, training=training)[:, 0]
-            code_y = self.category_discriminator(ops.stop_gradient(ops.softmax(logits)), training=training)[:, 0]
+            prior_y = self.logit_of(self.category_discriminator, one_hot, training)
+            code_y = self.logit_of(self.category_discriminator, ops.stop_gradient(ops.softmax(logits)), training)
             loss = loss + losses.discriminator_loss(prior_y, code_y)
             metrics.update(d_prior_y=ops.mean(ops.sigmoid(prior_y)), d_codes_y=ops.mean(ops.sigmoid(code_y)))
         return loss, {"d_loss": loss, **metrics}
@@ -426,7 +435,7 @@ class AAE(AE):
         z, logits = self.encode_parts(x, training)
         loss = losses.generator_loss(self.discriminate_codes(z, labels, training))
         if self.category_discriminator is not None:
-            loss = loss + losses.generator_loss(self.category_discriminator(ops.softmax(logits), training=training)[:, 0])
+            loss = loss + losses.generator_loss(self.logit_of(self.category_discriminator, ops.softmax(logits), training))
         total, metrics = self.hparams["adversarial_weight"] * loss, {"g_loss": loss}
         if self.balances_clusters:
             kl = self.marginal_kl(logits)
