@@ -77,8 +77,8 @@ def resolve(precision: str) -> tuple[str, str]:
         return "mixed_float16", f"auto: a GPU of compute capability {capability} (float16, no bfloat16)"
     units = sorted(set(CPU_BF16_FLAGS) & cpu_flags())
     if units:
-        return "float32", (f"auto: a CPU ({', '.join(units)}); mixed_bfloat16 measured 1.2-1.3x faster only for "
-                           "conv models on TensorFlow; try --precision mixed_bfloat16")
+        return "float32", (f"auto: a CPU ({', '.join(units)}); mixed_bfloat16 measured 1.1-1.3x faster on "
+                           "TensorFlow, up to 2x on PyTorch, not on JAX (docs/speed.md); try --precision mixed_bfloat16")
     return "float32", "auto: a CPU without bfloat16 units"
 
 
